@@ -1,0 +1,199 @@
+"""Model configuration: frozen dataclasses, importable without JAX.
+
+A `ModelConfig` fully describes one network. Families (`mqa`, `hawk`, `griffin`) are presets of
+the block pattern; sizes (see `sizes.py`) fill in the widths. Every cross-field rule is checked
+in `ModelConfig.__post_init__`, so a bad config fails when it is built, with the field's name,
+never deep inside JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. The message names the field and what is allowed."""
+
+
+class BlockType(str, enum.Enum):
+    """Temporal-mixing block kinds. The MLP block that follows each is the same for all."""
+
+    RECURRENT = "recurrent"
+    ATTENTION = "attention"  # global multi-query attention
+    LOCAL_ATTENTION = "local_attention"  # sliding-window multi-query attention
+
+
+BLOCK_TYPES = tuple(b.value for b in BlockType)
+
+# A family is the repeating pattern of temporal blocks (the paper's three).
+FAMILY_PATTERNS: dict[str, tuple[str, ...]] = {
+    "mqa": ("attention",),
+    "hawk": ("recurrent",),
+    "griffin": ("recurrent", "recurrent", "local_attention"),
+}
+
+SCAN_IMPLS = ("auto", "sequential", "associative")
+LAMBDA_INITS = ("ring", "uniform_ac")
+DTYPES = ("float32", "bfloat16")
+
+
+def _fail(field: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"model.{field}={value!r} is invalid: {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """One Griffin-family network. Shapes: D = width, D_RNN = lru_width, H = num_heads."""
+
+    family: str
+    """Name of the block pattern's family: 'mqa', 'hawk', 'griffin', or 'custom'."""
+    vocab_size: int
+    """Vocabulary size V; the embedding matrix is [V, D] and is tied to the output logits."""
+    width: int
+    """Model width D (residual stream)."""
+    depth: int
+    """Number of residual blocks (each = temporal block + MLP block)."""
+    num_heads: int
+    """Query heads H of multi-query attention; head_dim = D / H. One shared key/value head."""
+    lru_width: int
+    """D_RNN, the width of the recurrent branch (about 4D/3 in the paper)."""
+    block_pattern: tuple[str, ...] = ()
+    """Temporal block kinds, repeated to fill `depth`; empty means the family's pattern."""
+    mlp_expansion: int = 3
+    """M: the gated MLP's hidden width is M * D."""
+    local_window: int = 1024
+    """Local attention sees `local_window` + 1 keys: itself and the `local_window` before it."""
+    conv_width: int = 4
+    """Temporal width of the recurrent block's depthwise Conv1D."""
+    num_gate_blocks: int = 16
+    """Blocks of the RG-LRU's block-diagonal gate matrices (paper: 16; reference: one per head)."""
+    rope_fraction: float = 0.5
+    """Fraction of each head's dimensions rotated by RoPE (reference: the first half)."""
+    rope_base: float = 10_000.0
+    """RoPE maximum wavelength."""
+    use_rope: bool = True
+    """False gives attention with no positional information at all (the NoPE baseline)."""
+    embed_scale: bool = False
+    """Multiply embeddings by sqrt(D) (RecurrentGemma does; the paper's models do not)."""
+    logit_softcap: float = 0.0
+    """If > 0, logits = c * tanh(logits / c) (RecurrentGemma uses 30; off in the paper)."""
+    lambda_init: str = "ring"
+    """'ring': a in [0.9, 0.999] with a^2 uniform (reference code); 'uniform_ac': a^c uniform
+    in [0.9, 0.999] (the paper's text)."""
+    lru_c: float = 8.0
+    """The constant c in a_t = sigmoid(Lambda)^(c r_t)."""
+    sqrt_max_grad: float = 1000.0
+    """Bound on d sqrt(1 - a^2) / d(1 - a^2), so bf16 training near a = 1 stays finite."""
+    norm_eps: float = 1e-6
+    """RMSNorm epsilon; norms are computed in fp32 whatever the compute dtype."""
+    dtype: str = "float32"
+    """Compute dtype of matmuls and activations. Parameters, the scan and its state stay fp32."""
+    param_dtype: str = "float32"
+    """Storage dtype of parameters (the optimiser's master weights)."""
+    scan_impl: str = "auto"
+    """RG-LRU scan: 'sequential' (lax.scan, time-major), 'associative' or 'auto' (per device)."""
+    scan_unroll: int = 0
+    """Unroll of the sequential scan; 0 picks the device's tuned default (see scan.py)."""
+    attention_block_size: int = 0
+    """Query block of local attention (keys per block = window + block); 0 means the window."""
+    unroll_for_cost_analysis: bool = False
+    """Build the scan fully unrolled so XLA's cost analysis counts every step (tests only)."""
+
+    def __post_init__(self) -> None:
+        if not self.block_pattern:
+            if self.family not in FAMILY_PATTERNS:
+                _fail("family", self.family, f"one of {sorted(FAMILY_PATTERNS)} (or give a block_pattern)")
+            object.__setattr__(self, "block_pattern", FAMILY_PATTERNS[self.family])
+        object.__setattr__(self, "block_pattern", tuple(str(b) for b in self.block_pattern))
+        for name in ("vocab_size", "width", "depth", "num_heads", "lru_width", "mlp_expansion",
+                     "conv_width", "num_gate_blocks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                _fail(name, value, "a positive integer")
+        if isinstance(self.local_window, bool) or not isinstance(self.local_window, int) or self.local_window < 1:
+            _fail("local_window", self.local_window, "a positive integer (keys seen = window + 1)")
+        for block in self.block_pattern:
+            if block not in BLOCK_TYPES:
+                _fail("block_pattern", self.block_pattern, f"block kinds from {list(BLOCK_TYPES)}")
+        if self.width % self.num_heads:
+            _fail("num_heads", self.num_heads, f"must divide width={self.width}")
+        if self.lru_width % self.num_gate_blocks:
+            _fail("num_gate_blocks", self.num_gate_blocks, f"must divide lru_width={self.lru_width}")
+        if self.family == "griffin" and not any(b in ("attention", "local_attention") for b in self.block_types):
+            _fail("depth", self.depth,
+                  f"griffin's pattern {list(self.block_pattern)} places no attention layer in {self.depth} blocks")
+        if not 0.0 <= self.rope_fraction <= 1.0:
+            _fail("rope_fraction", self.rope_fraction, "a number in [0, 1]")
+        if self.rope_base <= 0:
+            _fail("rope_base", self.rope_base, "a positive number")
+        if self.lambda_init not in LAMBDA_INITS:
+            _fail("lambda_init", self.lambda_init, f"one of {list(LAMBDA_INITS)}")
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in DTYPES:
+                _fail(name, getattr(self, name), f"one of {list(DTYPES)}")
+        if self.scan_impl not in SCAN_IMPLS:
+            _fail("scan_impl", self.scan_impl, f"one of {list(SCAN_IMPLS)}")
+        for name in ("scan_unroll", "attention_block_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                _fail(name, value, "a non-negative integer (0 = automatic)")
+        if self.logit_softcap < 0:
+            _fail("logit_softcap", self.logit_softcap, "0 (off) or a positive cap")
+        if self.lru_c <= 0 or self.sqrt_max_grad <= 0 or self.norm_eps <= 0:
+            _fail("lru_c/sqrt_max_grad/norm_eps", (self.lru_c, self.sqrt_max_grad, self.norm_eps), "positive numbers")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
+
+    @property
+    def rope_dims(self) -> int:
+        """Rotated dimensions per head: an even number, rope_fraction of head_dim rounded down."""
+        if not self.use_rope:
+            return 0
+        return int(self.head_dim * self.rope_fraction) // 2 * 2
+
+    @property
+    def block_types(self) -> tuple[str, ...]:
+        """The temporal block kind of each of the `depth` layers."""
+        pattern = self.block_pattern
+        return tuple(pattern[i % len(pattern)] for i in range(self.depth))
+
+    @property
+    def mlp_width(self) -> int:
+        return self.mlp_expansion * self.width
+
+    @property
+    def attention_block(self) -> int:
+        """Query block size of local attention."""
+        return self.attention_block_size or self.local_window
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["block_pattern"] = list(self.block_pattern)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"model has no field(s) {unknown}; known fields: {sorted(known)}")
+        data = dict(data)
+        if "block_pattern" in data:
+            data["block_pattern"] = tuple(data["block_pattern"])
+        return cls(**data)
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+__all__ = [
+    "BLOCK_TYPES", "BlockType", "ConfigError", "FAMILY_PATTERNS", "ModelConfig", "ceil_div",
+]

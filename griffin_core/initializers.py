@@ -1,0 +1,61 @@
+"""Initialisers of the reference code (see docs/model.md, "Initialisation").
+
+- Dense layers: LeCun normal, variance 1 / fan_in.
+- The last projection of each sub-block (recurrent out, attention out, MLP down): variance
+  (2 / depth) / fan_in, so the residual stream's variance does not grow with depth.
+- Embedding: normal with std 1 / sqrt(D).
+- Conv1D: variance 0.01 / width. Biases and RMSNorm scales: 0.
+- RG-LRU gates: normal with variance 1 / D_RNN, the fan-in of the whole layer (not of one
+  diagonal block, which would be num_blocks times larger).
+- RG-LRU Lambda: see `lambda_init`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+
+def lecun_normal():
+    return nn.initializers.variance_scaling(1.0, "fan_in", "normal")
+
+
+def final_layer_normal(depth: int):
+    return nn.initializers.variance_scaling(2.0 / depth, "fan_in", "normal")
+
+
+def embedding_normal(width: int):
+    return nn.initializers.normal(stddev=1.0 / math.sqrt(width))
+
+
+def conv1d_normal(conv_width: int):
+    return nn.initializers.normal(stddev=math.sqrt(0.01 / conv_width))
+
+
+def gate_normal(lru_width: int):
+    return nn.initializers.normal(stddev=1.0 / math.sqrt(lru_width))
+
+
+def lambda_init(kind: str, c: float, min_rad: float = 0.9, max_rad: float = 0.999):
+    """Initialiser of the RG-LRU's `a_param` (= -Lambda): the decay at r_t = 1/c is
+    a = sigmoid(Lambda) = exp(-softplus(a_param)).
+
+    'ring' (reference code): a in [min_rad, max_rad] with a^2 uniform (uniform by area of a ring).
+    'uniform_ac' (paper text): a^c uniform in [min_rad, max_rad].
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        u = jax.random.uniform(key, shape, jnp.float32)
+        if kind == "ring":
+            log_a = 0.5 * jnp.log(u * (max_rad**2 - min_rad**2) + min_rad**2)
+        elif kind == "uniform_ac":
+            log_a = jnp.log(u * (max_rad - min_rad) + min_rad) / c
+        else:
+            raise ValueError(f"lambda_init={kind!r}: expected 'ring' or 'uniform_ac'")
+        # softplus(a_param) = -log_a  =>  a_param = log(exp(-log_a) - 1) = log(expm1(-log_a)).
+        return jnp.log(jnp.expm1(-log_a)).astype(dtype)
+
+    return init

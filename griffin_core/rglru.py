@@ -1,0 +1,115 @@
+"""Real-Gated Linear Recurrent Unit (RG-LRU), exactly as the paper and reference code:
+
+  r_t = sigmoid(W_a x_t + b_a)                 recurrence gate
+  i_t = sigmoid(W_x x_t + b_x)                 input gate
+  log a_t = -c * r_t * softplus(a_param)       a_param = -Lambda, so a_t = sigmoid(Lambda)^(c r_t)
+  h_t = a_t * h_{t-1} + sqrt(1 - a_t^2) * (i_t * x_t)
+
+W_a, W_x are block-diagonal. At a document start (position 0) a_t := 0 and the sqrt factor
+is 1, so the state restarts. Everything from the gates on is fp32: a_t is close to 1 and the
+state integrates over thousands of steps.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from griffin_core import initializers as init
+from griffin_core import scan as scan_lib
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def sqrt_bounded_derivative(x: jax.Array, max_gradient: float) -> jax.Array:
+    """sqrt(x) whose derivative is capped at `max_gradient` (it is infinite at x = 0, which
+    1 - a^2 reaches in bf16 when a rounds to 1)."""
+    return jnp.sqrt(x)
+
+
+def _sqrt_fwd(x, max_gradient):
+    return jnp.sqrt(x), x
+
+
+def _sqrt_bwd(max_gradient, x, g):
+    # d sqrt(x)/dx = 1 / (2 sqrt(x)) <= max_gradient  <=>  x >= 1 / (4 max_gradient^2).
+    x_floor = jnp.maximum(x, 1.0 / (4.0 * max_gradient**2))
+    return (g / (2.0 * jnp.sqrt(x_floor)),)
+
+
+sqrt_bounded_derivative.defvjp(_sqrt_fwd, _sqrt_bwd)
+
+
+class BlockDiagonalLinear(nn.Module):
+    """x @ blockdiag(W_1..W_n) + b, with W: [n, C/n, C/n], b: [n, C/n]."""
+
+    width: int
+    num_blocks: int
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x: [..., C] -> [..., C]."""
+        n, k = self.num_blocks, self.width // self.num_blocks
+        w = self.param("w", init.gate_normal(self.width), (n, k, k), self.param_dtype)
+        b = self.param("b", nn.initializers.zeros_init(), (n, k), self.param_dtype)
+        xb = x.reshape(x.shape[:-1] + (n, k)).astype(self.dtype)
+        y = jnp.einsum("...hi,hij->...hj", xb, w.astype(self.dtype)) + b.astype(self.dtype)
+        return y.reshape(x.shape)
+
+
+class RGLRU(nn.Module):
+    width: int
+    num_blocks: int
+    c: float = 8.0
+    lambda_init: str = "ring"
+    sqrt_max_grad: float = 1000.0
+    scan_impl: str = "auto"
+    scan_unroll: int = 0
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    def setup(self) -> None:
+        self.a_param = self.param("a_param", init.lambda_init(self.lambda_init, self.c),
+                                  (self.width,), self.param_dtype)
+        gate = functools.partial(BlockDiagonalLinear, self.width, self.num_blocks,
+                                 dtype=self.dtype, param_dtype=self.param_dtype)
+        self.input_gate = gate(name="input_gate")
+        self.a_gate = gate(name="a_gate")
+
+    def _coefficients(self, x: jax.Array, reset: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The scan's inputs: a_t and b_t = sqrt(1 - a_t^2) i_t x_t, both fp32, shaped like x."""
+        gate_x = jax.nn.sigmoid(self.input_gate(x).astype(jnp.float32))
+        gate_a = jax.nn.sigmoid(self.a_gate(x).astype(jnp.float32))
+        log_a = -self.c * gate_a * jax.nn.softplus(self.a_param.astype(jnp.float32))
+        a = jnp.exp(log_a)
+        multiplier = sqrt_bounded_derivative(1.0 - jnp.exp(2.0 * log_a), self.sqrt_max_grad)
+        reset = reset[..., None]
+        multiplier = jnp.where(reset, 1.0, multiplier)
+        a = jnp.where(reset, 0.0, a)
+        return a, multiplier * gate_x * x.astype(jnp.float32)
+
+    def __call__(self, x: jax.Array, segment_pos: jax.Array, unroll_fully: bool = False
+                 ) -> tuple[jax.Array, jax.Array]:
+        """x: [B, T, C], segment_pos: [B, T] -> (y [B, T, C] in x's dtype, h [B, T, C] fp32).
+
+        The recurrence runs time-major ([T, B, C]): the transpose is fused into the gate
+        computation, and each scan step then reads one contiguous [B, C] slab.
+        """
+        x_tm = jnp.swapaxes(x, 0, 1)
+        a, b = self._coefficients(x_tm, jnp.swapaxes(segment_pos, 0, 1) == 0)
+        impl, unroll = scan_lib.resolve(self.scan_impl, self.scan_unroll)
+        if unroll_fully:
+            impl, unroll = "sequential", True
+        h, _ = scan_lib.linear_scan(a, b, None, impl=impl, unroll=unroll, time_major=True)
+        h = jnp.swapaxes(h, 0, 1)
+        return h.astype(x.dtype), h
+
+    def step(self, x: jax.Array, pos: jax.Array, h_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """One decoding step. x: [B, 1, C], pos: [B], h_prev: [B, C] fp32 -> (y [B, 1, C], h [B, C])."""
+        a, b = self._coefficients(x[:, 0], pos == 0)
+        h = a * h_prev + b
+        return h[:, None].astype(x.dtype), h

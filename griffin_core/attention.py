@@ -56,7 +56,7 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Arr
 
 
 def _blocks_with_history(a: jax.Array, block: int, history: int, fill) -> jax.Array:
-    """[B, N*block, ...] -> [B, N, (history+1)*block, ...]: block n followed by... the `history`
+    """[B, N*block, ...] -> [B, N, (history+1)*block, ...]: block n preceded by the `history`
     blocks before it, oldest first (front-padded with `fill`)."""
     n = a.shape[1] // block
     pad = [(0, 0)] * a.ndim

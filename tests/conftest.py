@@ -1,0 +1,21 @@
+"""Shared test set-up: JAX on CPU with the persistent compilation cache (minimum compile time 0,
+or the many tiny programs here would never be cached)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+_CACHE = pathlib.Path(__file__).resolve().parent.parent / ".cache" / "jax-tests"
+
+
+def pytest_configure(config):
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

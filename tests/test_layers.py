@@ -1,0 +1,157 @@
+"""Each layer against a plain NumPy loop written from the paper's equations (reference_numpy)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import reference_numpy as ref
+from griffin_core.attention import AttentionBlock
+from griffin_core.config import ModelConfig
+from griffin_core.conv1d import Conv1D
+from griffin_core.mlp import MLPBlock
+from griffin_core.model import Griffin
+from griffin_core.norms import RMSNorm
+from griffin_core.recurrent_block import RecurrentBlock
+from griffin_core.rglru import RGLRU
+
+B, T = 2, 23
+# Two packed documents in row 0 (a new one starts at t = 9), one document in row 1.
+POS = np.stack([np.r_[np.arange(9), np.arange(T - 9)], np.arange(T)]).astype(np.int32)
+
+
+def randomize(params, seed=0, scale=0.3):
+    """Random values for every parameter (biases and norm scales included, so they are tested)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    return jax.tree_util.tree_unflatten(
+        treedef, [scale * jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)])
+
+
+def np_params(params):
+    return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+
+
+def cfg(**kw):
+    base = dict(family="griffin", vocab_size=50, width=16, depth=3, num_heads=2, lru_width=24,
+                num_gate_blocks=4, local_window=5)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def x_input(width, seed=1):
+    return np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (B, T, width)), np.float32)
+
+
+@pytest.mark.parametrize("impl", ["sequential", "associative"])
+def test_rglru_matches_numpy(impl):
+    x = x_input(24)
+    mod = RGLRU(24, 4, scan_impl=impl)
+    params = mod.init(jax.random.PRNGKey(0), x, POS)["params"]
+    params = {**randomize(params), "a_param": params["a_param"]}  # keep the realistic decays
+    y, _ = mod.apply({"params": params}, x, POS)
+    np.testing.assert_allclose(np.asarray(y), ref.rglru(x, POS, np_params(params)), rtol=2e-5, atol=2e-5)
+
+
+def test_conv1d_matches_numpy():
+    x = x_input(24)
+    mod = Conv1D(24, 4)
+    params = randomize(mod.init(jax.random.PRNGKey(0), x, POS)["params"])
+    y = mod.apply({"params": params}, x, POS)
+    np.testing.assert_allclose(np.asarray(y), ref.conv1d(x, POS, params["w"], params["b"]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,block", [("attention", 0), ("local_attention", 0),
+                                        ("local_attention", 2), ("local_attention", 3)])
+def test_attention_matches_numpy(kind, block):
+    """Global MQA, and local MQA in its blocked form (T = 23 > window + 1 = 6) with query blocks
+    of the window, and smaller than it, not dividing T."""
+    c = cfg(attention_block_size=block, num_heads=2)
+    x = x_input(16)
+    mod = AttentionBlock(c, local=kind == "local_attention")
+    params = randomize(mod.init(jax.random.PRNGKey(0), x, POS)["params"])
+    y, _ = mod.apply({"params": params}, x, POS)
+    expected = ref.mqa(x, POS, np_params(params), c.num_heads, c.rope_dims,
+                       window=c.local_window if kind == "local_attention" else None)
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=2e-5, atol=2e-5)
+
+
+def test_local_attention_sees_window_plus_one_keys():
+    """With window 5, query 10 attends to keys 5..10; key 4 has no influence, key 5 has."""
+    c = cfg()
+    x = x_input(16)
+    pos = np.broadcast_to(np.arange(T), (B, T)).astype(np.int32)
+    mod = AttentionBlock(c, local=True)
+    params = randomize(mod.init(jax.random.PRNGKey(0), x, pos)["params"])
+    f = lambda xx: mod.apply({"params": params}, xx, pos)[0][:, 10]  # noqa: E731
+    base = f(x)
+    for key, influences in ((4, False), (5, True)):
+        xx = x.copy()
+        xx[:, key] += 1.0
+        changed = not np.allclose(np.asarray(f(xx)), np.asarray(base))
+        assert changed == influences, key
+
+
+def test_rope_fraction_and_nope():
+    assert cfg().rope_dims == 4  # half of head_dim 8
+    assert cfg(rope_fraction=1.0).rope_dims == 8
+    assert cfg(use_rope=False).rope_dims == 0
+    c = cfg(use_rope=False)
+    x = x_input(16)
+    mod = AttentionBlock(c, local=False)
+    params = randomize(mod.init(jax.random.PRNGKey(0), x, POS)["params"])
+    y, _ = mod.apply({"params": params}, x, POS)
+    np.testing.assert_allclose(np.asarray(y), ref.mqa(x, POS, np_params(params), 2, 0), rtol=2e-5, atol=2e-5)
+
+
+def test_recurrent_block_matches_numpy():
+    c = cfg()
+    x = x_input(16)
+    mod = RecurrentBlock(c)
+    params = mod.init(jax.random.PRNGKey(0), x, POS)["params"]
+    a_param = params["rg_lru"]["a_param"]
+    params = randomize(params)
+    params["rg_lru"]["a_param"] = a_param
+    y, _ = mod.apply({"params": params}, x, POS)
+    np.testing.assert_allclose(np.asarray(y), ref.recurrent_block(x, POS, np_params(params)), rtol=2e-5, atol=2e-5)
+
+
+def test_rmsnorm_and_mlp_match_numpy():
+    x = x_input(16)
+    norm = RMSNorm()
+    p = randomize(norm.init(jax.random.PRNGKey(0), x)["params"])
+    np.testing.assert_allclose(np.asarray(norm.apply({"params": p}, x)), ref.rmsnorm(x, p["scale"]), rtol=1e-5, atol=1e-5)
+    mlp = MLPBlock(16, 48, 3)
+    p = randomize(mlp.init(jax.random.PRNGKey(0), x)["params"])
+    np.testing.assert_allclose(np.asarray(mlp.apply({"params": p}, x)), ref.mlp(x, np_params(p)), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("family", ["mqa", "hawk", "griffin"])
+def test_whole_model_matches_numpy(family):
+    """Embedding, pre-norm residual blocks, final norm and tied logits, composed in NumPy."""
+    c = cfg(family=family, embed_scale=True, logit_softcap=5.0)
+    tokens = np.asarray(jax.random.randint(jax.random.PRNGKey(3), (B, T), 0, c.vocab_size), np.int32)
+    model = Griffin(c)
+    params = model.init(jax.random.PRNGKey(0), tokens, POS)["params"]
+    keep = {k: v["temporal"]["rg_lru"]["a_param"] for k, v in params.items()
+            if k.startswith("block_") and "rg_lru" in v["temporal"]}
+    params = randomize(params)
+    for k, a in keep.items():
+        params[k]["temporal"]["rg_lru"]["a_param"] = a
+    logits = np.asarray(model.apply({"params": params}, tokens, POS))
+    p = np_params(params)
+    x = p["embedding"][tokens] * np.sqrt(c.width)
+    for i, kind in enumerate(c.block_types):
+        bp = p[f"block_{i}"]
+        h = ref.rmsnorm(x, bp["temporal_pre_norm"]["scale"])
+        if kind == "recurrent":
+            x = x + ref.recurrent_block(h, POS, bp["temporal"])
+        else:
+            window = c.local_window if kind == "local_attention" else None
+            x = x + ref.mqa(h, POS, bp["temporal"], c.num_heads, c.rope_dims, window)
+        x = x + ref.mlp(ref.rmsnorm(x, bp["channel_pre_norm"]["scale"]), bp["mlp"])
+    expected = ref.rmsnorm(x, p["final_norm"]["scale"]) @ p["embedding"].T
+    expected = 5.0 * np.tanh(expected / 5.0)
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)

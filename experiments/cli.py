@@ -1,0 +1,60 @@
+"""Command-line entry points. Every user error is one line on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from experiments.configuration import USER_ERRORS, compose, one_line, to_dict
+
+
+def _guard(main: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str] | None], int]:
+    def wrapped(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(sys.argv[1:] if argv is None else argv)
+        except USER_ERRORS as err:
+            print(f"error: {one_line(err)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+    return wrapped
+
+
+def _train(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="griffin-train", description="Train one model: griffin-train family=hawk size=cpu-50k [key=value ...]")
+    parser.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optim.lr=3e-3")
+    args = parser.parse_args(argv)
+    cfg = compose(args.overrides)
+    if args.cfg:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        return 0
+    from experiments.runner import execute, resolve, store_for
+
+    ref = resolve(to_dict(cfg))
+    store = store_for(ref.spec.config)
+    sched = ref.spec.schedule
+    params = ref.spec.params()
+    print(f"run {ref.run_id}: {params.total:,} params, {sched.tokens:,} tokens, {sched.steps} steps of "
+          f"{sched.batch_size} x {sched.seq_len}, lr {sched.lr:.3g} -> {store.run_dir(ref.run_id)}")
+    report = execute(ref, store, progress=not args.quiet)
+    if report.status == "SKIPPED":
+        print(f"run {ref.run_id} already succeeded; nothing to do")
+        return 0
+    if report.status == "BUSY":
+        print(f"error: {report.reason}", file=sys.stderr)
+        return 1
+    res = report.result or {}
+    print(f"{report.status}: held-out loss {res.get('heldout_loss_nats')} nats"
+          + (f" ({res['heldout_bits_per_byte']:.4f} bits/byte)" if res.get("heldout_bits_per_byte") else "")
+          + (f"; {report.reason}" if report.reason else ""))
+    return 0 if report.status == "SUCCESS" else 1
+
+
+train_main = _guard(_train)

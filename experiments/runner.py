@@ -1,0 +1,157 @@
+"""Execute one run: resolve its id, take its lease in the run store, train (resuming if it was
+interrupted), and record metrics, result and status in the store and W&B.
+
+Used by `griffin-train` and by the sweep's Ray workers alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import subprocess
+from typing import Any, Mapping
+
+from experiments import run_data
+from experiments.spec import RunSpec, validate
+from griffin_core.run_store import RunStore, compute_run_id
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRef:
+    """A validated run and where it lives."""
+
+    spec: RunSpec
+    run_id: str
+    fingerprint: str
+
+
+@dataclasses.dataclass
+class RunReport:
+    run_id: str
+    status: str  # SUCCESS | DIVERGED | FAILED | SKIPPED (already done) | BUSY (another owner)
+    reason: str | None = None
+    result: dict | None = None
+
+
+def resolve(cfg: Mapping[str, Any]) -> RunRef:
+    """Validate the config and compute the run id (no JAX; reads the data's fingerprint)."""
+    spec = validate(cfg)
+    fingerprint = run_data.fingerprint(spec.data, spec.schedule.batch_size, spec.seed)
+    run_id = compute_run_id(spec.family, spec.size, spec.budget_label, spec.semantic(), fingerprint)
+    return RunRef(spec, run_id, fingerprint)
+
+
+def store_for(cfg: Mapping[str, Any], **kw: Any) -> RunStore:
+    return RunStore(cfg["store"]["root"], **kw)
+
+
+def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str | None = None) -> RunReport:
+    """Train `ref` unless it already succeeded or someone else holds it."""
+    from experiments.train import train  # JAX is imported only by processes that train
+    from experiments.wandb_logger import WandbLogger
+
+    os.environ.setdefault("WANDB_SILENT", "true")  # our progress bar and summary line say enough
+    spec, run_id = ref.spec, ref.run_id
+    if store.status(run_id).state == "SUCCESS":
+        return RunReport(run_id, "SKIPPED", result=store.read_result(run_id))
+    store.init_run(run_id, spec.config)
+    lease = store.acquire(run_id)
+    if lease is None:
+        return RunReport(run_id, "BUSY", reason=f"run {run_id} is held by {store.lease_info(run_id)}")
+    wb = spec.config["logger"]["wandb"]
+    logger = None
+    try:
+        lease.start_heartbeat()
+        lease.write_status("RUNNING")
+        logger = WandbLogger(
+            run_id, project=wb["project"], entity=wb["entity"], group=sweep or spec.config["experiment"]["name"],
+            tags=[spec.family, spec.size, spec.budget_label, f"seed={spec.seed}"], config=spec.config,
+            mode=wb["mode"], dir=wb["dir"] or (store.run_dir(run_id) if "://" not in store.root else None))
+
+        def write_rows(rows):
+            lease.append_metrics(rows)
+            logger.log_rows(rows)
+
+        def start_rows(step: int) -> float:
+            lease.truncate_metrics(step)
+            rows = store.read_metrics(run_id)
+            return float(rows[-1].get("elapsed_s", 0.0)) if rows else 0.0
+
+        outcome = train(spec, store.ckpt_dir(run_id), write_rows, start_rows=start_rows, progress=progress)
+        result = assemble_result(ref, outcome.status, outcome.figures, store)
+        lease.write_result(result)
+        if outcome.status == "DIVERGED":
+            lease.write_status("DIVERGED", step=outcome.step, reason=outcome.reason)
+        else:
+            lease.write_status("SUCCESS")
+        logger.finish(result)
+        return RunReport(run_id, outcome.status, outcome.reason, result)
+    except BaseException as err:
+        reason = f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+        if not lease.lost:
+            lease.write_status("FAILED", reason=reason)
+        if logger is not None:
+            logger.finish(None, exit_code=1)
+        raise
+    finally:
+        lease.release()
+
+
+def assemble_result(ref: RunRef, status: str, figures: Mapping[str, Any], store: RunStore) -> dict:
+    spec = ref.spec
+    params = spec.params()
+    flops = spec.flops()
+    final = dict(figures)
+    if final.get("final_train_loss") is None and status == "SUCCESS":
+        rows = store.read_metrics(ref.run_id)
+        final["final_train_loss"] = rows[-1]["loss"] if rows else None
+    tokens_per_s = final.get("tokens_per_s")
+    return {
+        "run_id": ref.run_id, "status": status, "family": spec.family, "size": spec.size, "seed": spec.seed,
+        "budget": spec.budget_label, "budget_rule": spec.budget.rule, "budget_value": spec.budget.value,
+        "params_total": params.total, "params_non_embedding": params.non_embedding,
+        "tokens": spec.schedule.tokens, "steps": spec.schedule.steps, "batch_size": spec.schedule.batch_size,
+        "seq_len": spec.schedule.seq_len, "lr": spec.schedule.lr, "flops": flops,
+        "flop_convention_default": "exact",
+        "epochs": final.get("epochs", 0.0), "final_train_loss": final.get("final_train_loss"),
+        "heldout_loss_nats": final.get("heldout_loss_nats"), "heldout_loss_se": final.get("heldout_loss_se"),
+        "heldout_bits_per_byte": final.get("heldout_bits_per_byte"),
+        "heldout_loss_by_position": final.get("heldout_loss_by_position", []),
+        "heldout_accuracy": final.get("heldout_accuracy"), "accuracy_by_length": final.get("accuracy_by_length"),
+        "wall_time_s": final.get("wall_time_s") or 0.0, "tokens_per_s": tokens_per_s,
+        "mfu": mfu(spec, tokens_per_s), "versions": versions(), "git_sha": git_sha(),
+        "corpus_fingerprint": ref.fingerprint,
+    }
+
+
+def mfu(spec: RunSpec, tokens_per_s: float | None) -> float | None:
+    """Model FLOPs utilisation: exact training FLOPs per second over the cached matmul peak."""
+    if not tokens_per_s:
+        return None
+    from experiments.benchmarks.limits import matmul_peak
+    from griffin_core import counting
+
+    peak = matmul_peak()["flops_per_s"]
+    return tokens_per_s * counting.training_flops_per_token(spec.model, spec.schedule.seq_len, "exact") / peak
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("griffin-scaling", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_sha() -> str | None:
+    """The source checkout's commit, if the code runs from one (an installed package has none)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

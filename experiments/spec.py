@@ -1,0 +1,129 @@
+"""From a composed config to a validated `RunSpec`: everything a run needs, resolved, in plain
+Python (the sweep driver builds one per grid point without importing JAX).
+
+`validate(cfg)` is the one place for cross-field rules; it raises `ConfigError` naming the key,
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from griffin_core import counting
+from griffin_core.budget import BudgetSpec, Schedule, make_schedule
+from griffin_core.config import ConfigError, ModelConfig
+from griffin_core.sizes import SizeSpec
+
+TEXT_SOURCES = ("embedded", "text", "tokens", "hf")
+TASK_SOURCES = ("selective_copy", "induction_heads")
+TASK_VOCAB = 16
+BYTE_VOCAB = 256
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One fully resolved run."""
+
+    family: str
+    size: str
+    model: ModelConfig
+    row: SizeSpec
+    data: Mapping[str, Any]
+    optim: Mapping[str, Any]
+    budget: BudgetSpec
+    schedule: Schedule
+    seed: int
+    trainer: Mapping[str, Any]
+    config: Mapping[str, Any]
+    """The whole resolved config (written to config.yaml and W&B)."""
+
+    def semantic(self) -> dict[str, Any]:
+        """What determines the run's results (hashed into its id): never paths, logging,
+        launcher or evaluation cadence."""
+        data = {k: v for k, v in self.data.items() if k not in ("path",)}
+        return {"model": self.model.to_dict(), "data": data, "optim": dict(self.optim),
+                "budget": dataclasses.asdict(self.budget) | {"label": None},
+                "schedule": dataclasses.asdict(self.schedule), "seed": self.seed,
+                "spike": {k: self.trainer[k] for k in ("spike_factor", "spike_window", "spike_warmup")}}
+
+    @property
+    def budget_label(self) -> str:
+        return self.budget.default_label()
+
+    def params(self) -> counting.ParamCount:
+        return counting.count_params(self.model)
+
+    def flops(self) -> dict[str, float]:
+        return counting.all_training_flops(self.model, self.schedule.seq_len, self.schedule.tokens)
+
+
+def _positive(section: Mapping[str, Any], key: str, prefix: str, allow_zero: bool = False) -> None:
+    value = section[key]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ConfigError(f"{prefix}.{key}={value!r} must be {'non-negative' if allow_zero else 'positive'}")
+
+
+def vocab_size(data: Mapping[str, Any]) -> int:
+    if data["source"] in TASK_SOURCES:
+        return TASK_VOCAB
+    if data["source"] == "tokens":
+        if not data.get("vocab_size"):
+            raise ConfigError("data.vocab_size must be given for a 'tokens' source")
+        return int(data["vocab_size"])
+    return BYTE_VOCAB
+
+
+def validate(cfg: Mapping[str, Any]) -> RunSpec:
+    """Check every cross-field rule and resolve the run. cfg: the composed config as plain dict."""
+    family, size, model_over = cfg["family"], cfg["size"], cfg["model"]
+    data, optim, trainer = cfg["data"], cfg["optim"], cfg["trainer"]
+    if data["source"] not in TEXT_SOURCES + TASK_SOURCES:
+        raise ConfigError(f"data.source={data['source']!r} is unknown; known sources: {list(TEXT_SOURCES + TASK_SOURCES)}")
+    if data["source"] in ("text", "tokens") and not data.get("path"):
+        raise ConfigError(f"data.path must be given for a {data['source']!r} source")
+    for key in ("seq_len", "eval_sequences", "position_eval_factor", "position_eval_docs"):
+        _positive(data, key, "data")
+    for key in ("lr_ref", "width_ref", "beta1", "beta2", "eps", "min_lr_ratio"):
+        _positive(optim, key, "optim")
+    if optim["lr"] is not None:
+        _positive(optim, "lr", "optim")
+    for key in ("weight_decay", "warmup_fraction", "warmup_min_steps", "clip_norm"):
+        _positive(optim, key, "optim", allow_zero=True)
+    if not (optim["beta1"] < 1 and optim["beta2"] < 1):
+        raise ConfigError(f"optim.beta1/beta2=({optim['beta1']}, {optim['beta2']}) must be below 1")
+    if optim["name"] != "adamw":
+        raise ConfigError(f"optim.name={optim['name']!r} is unknown; known: ['adamw']")
+    if trainer["batch_size"] is not None:
+        _positive(trainer, "batch_size", "trainer")
+    for key in ("min_steps", "max_batch_tokens", "spike_factor", "spike_window", "model_parallel"):
+        _positive(trainer, key, "trainer")
+    for key in ("eval_every", "checkpoint_every", "spike_warmup", "seed"):
+        _positive(trainer, key, "trainer", allow_zero=True)
+    if cfg["logger"]["wandb"]["mode"] not in WANDB_MODES:
+        raise ConfigError(f"logger.wandb.mode={cfg['logger']['wandb']['mode']!r} is unknown; known: {list(WANDB_MODES)}")
+
+    row = SizeSpec(**size)
+    window = model_over.get("local_window") or row.local_window
+    model = ModelConfig(
+        family=family["name"], vocab_size=vocab_size(data), width=row.width, depth=row.depth,
+        num_heads=row.num_heads, lru_width=row.lru_width, num_gate_blocks=row.num_gate_blocks,
+        local_window=window, block_pattern=tuple(family["block_pattern"]), use_rope=family["use_rope"],
+        rope_fraction=family["rope_fraction"], embed_scale=family["embed_scale"],
+        logit_softcap=family["logit_softcap"], lambda_init=family["lambda_init"], dtype=model_over["dtype"],
+        scan_impl=model_over["scan_impl"], scan_unroll=model_over["scan_unroll"],
+        attention_block_size=model_over["attention_block_size"])
+    b = trainer["budget"]
+    budget = BudgetSpec(rule=b["rule"], value=float(b["value"]), flop_convention=b["flop_convention"], label=b["label"])
+    schedule = make_schedule(
+        budget, model, row, data["seq_len"], batch_size=trainer["batch_size"], min_steps=trainer["min_steps"],
+        max_batch_tokens=trainer["max_batch_tokens"], lr=optim["lr"], lr_ref=optim["lr_ref"],
+        width_ref=optim["width_ref"], lr_exponent=optim["lr_exponent"],
+        warmup_fraction=optim["warmup_fraction"], warmup_min_steps=optim["warmup_min_steps"])
+    resolved_optim = {k: optim[k] for k in ("beta1", "beta2", "eps", "weight_decay", "min_lr_ratio", "clip_norm")}
+    resolved_optim |= {"lr": schedule.lr, "warmup_steps": schedule.warmup_steps}
+    return RunSpec(family=family["name"], size=row.name, model=model, row=row, data=dict(data),
+                   optim=resolved_optim, budget=budget, schedule=schedule, seed=int(trainer["seed"]),
+                   trainer=dict(trainer), config=dict(cfg))

@@ -1,0 +1,253 @@
+"""Train one run: the loop, top to bottom.
+
+Everything around it (config composition, the run store's lease and status, W&B) lives in
+`experiments.runner`; this module turns a validated RunSpec into trained parameters, metrics
+rows and the result's figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import statistics
+import time
+from collections import deque
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.run_data import RunData, build_run_data
+from experiments.spec import RunSpec
+from griffin_core import counting
+from griffin_core.checkpoint import Checkpointer
+from griffin_core.model import init_params
+from griffin_core.optim import OptimSpec, learning_rate_schedule, make_optimizer
+from griffin_core.sharding import global_batch, make_mesh, param_shardings, replicated
+from griffin_core.train_step import eval_step, init_state, predictions, train_step
+
+STALL_ENV = "GRIFFIN_TEST_STALL_AFTER_STEP"  # test hook: hang after this step so a kill lands mid-run
+
+
+@dataclasses.dataclass
+class Outcome:
+    status: str  # SUCCESS | DIVERGED
+    step: int
+    reason: str | None
+    figures: dict[str, Any]
+
+
+class DivergenceMonitor:
+    """Non-finite loss, or a loss above `factor` x the median of the last `window` losses."""
+
+    def __init__(self, factor: float, window: int, warmup: int):
+        self.factor, self.warmup = factor, warmup
+        self.recent: deque[float] = deque(maxlen=window)
+
+    def check(self, step: int, loss: float) -> str | None:
+        if not math.isfinite(loss):
+            return f"non-finite loss {loss} at step {step}"
+        if step > self.warmup and len(self.recent) == self.recent.maxlen:
+            median = statistics.median(self.recent)
+            if loss > self.factor * median:
+                return f"loss spike at step {step}: {loss:.4g} > {self.factor:g} x median {median:.4g}"
+        self.recent.append(loss)
+        return None
+
+
+def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None], *,
+          start_rows: Callable[[int], float] = lambda step: 0.0, progress: bool = True,
+          process_index: int = 0, process_count: int = 1) -> Outcome:
+    """Train `spec` (resuming from `ckpt_dir` if it holds a checkpoint).
+
+    write_rows: receives each step's metrics row (the run store's metrics.jsonl and W&B).
+    start_rows: called once with the step training starts from (cut metrics back on resume);
+      returns the training time already spent before that step (seconds).
+    """
+    model, sched, trainer = spec.model, spec.schedule, spec.trainer
+    data = build_run_data(spec.data, sched.batch_size, spec.seed, process_index, process_count)
+    mesh = make_mesh(trainer["data_parallel"], trainer["model_parallel"])
+    optim = OptimSpec(total_steps=sched.steps, **spec.optim)
+    optimizer, lr_schedule = make_optimizer(optim), learning_rate_schedule(optim)
+
+    # Parameters are created directly in their shardings (no host-side copy of a large model).
+    def make_state():
+        return init_state(init_params(model, jax.random.PRNGKey(spec.seed)), optimizer)
+
+    state_sharding = state_shardings(mesh, jax.eval_shape(make_state))
+    state = jax.jit(make_state, out_shardings=state_sharding)()
+    step_fn = jax.jit(functools.partial(train_step, model, optimizer, lr_schedule),
+                      in_shardings=(state_sharding, None), out_shardings=(state_sharding, replicated(mesh)),
+                      donate_argnums=0)
+    evaluate = Evaluator(spec, data, mesh)
+
+    checkpoints = Checkpointer(ckpt_dir)
+    start = checkpoints.latest_step() or 0
+    if start:
+        state = checkpoints.restore(start, state)
+    elapsed_offset = start_rows(start)
+
+    flops_per_step = counting.training_flops_per_token(model, sched.seq_len, "exact") * sched.tokens_per_step
+    monitor = DivergenceMonitor(trainer["spike_factor"], trainer["spike_window"], trainer["spike_warmup"])
+    stall_after = int(os.environ.get(STALL_ENV, "-1"))
+    bar = _Progress(progress, sched.steps, start)
+    started = time.perf_counter()
+    timer = Throughput(sched.tokens_per_step)
+    row: dict[str, Any] = {}
+    for step in range(start + 1, sched.steps + 1):
+        batch = global_batch(mesh, data.train_batch(step - 1), sched.batch_size)
+        state, metrics = step_fn(state, batch)
+        row = {"step": step, "tokens": step * sched.tokens_per_step, "flops": step * flops_per_step,
+               **{k: float(v) for k, v in metrics.items()}, "tokens_per_s": timer.tick(step)}
+        reason = monitor.check(step, row["loss"])
+        if reason is None and (step == sched.steps or (trainer["eval_every"] and step % trainer["eval_every"] == 0)):
+            row |= evaluate.heldout(state.params)
+            timer.pause()
+        row["elapsed_s"] = elapsed_offset + time.perf_counter() - started
+        write_rows([row])
+        bar.update(step, row)
+        if reason is not None:
+            bar.close()
+            return Outcome("DIVERGED", step, reason, {"final_train_loss": None})
+        if step == sched.steps or (trainer["checkpoint_every"] and step % trainer["checkpoint_every"] == 0):
+            checkpoints.save(step, state)
+            timer.pause()
+        if step == stall_after:
+            time.sleep(3600)
+    bar.close()
+    checkpoints.close()
+
+    figures = {"final_train_loss": row.get("loss"), "tokens_per_s": timer.mean(), "wall_time_s": row.get("elapsed_s"),
+               "epochs": data.epochs(sched.steps), "corpus_fingerprint": data.fingerprint,
+               **evaluate.final(state.params)}
+    return Outcome("SUCCESS", sched.steps, None, figures)
+
+
+def state_shardings(mesh, abstract_state):
+    """Parameters and the optimiser's moments (same shapes) by the mesh's rule; scalars replicated."""
+    shard = lambda tree: param_shardings(mesh, tree)  # noqa: E731
+    return abstract_state.replace(step=replicated(mesh), params=shard(abstract_state.params),
+                                  opt_state=shard(abstract_state.opt_state))
+
+
+class Throughput:
+    """Tokens per second over steps after the first (which includes compilation)."""
+
+    def __init__(self, tokens_per_step: int):
+        self.tokens_per_step = tokens_per_step
+        self.last: float | None = None
+        self.total_time = 0.0
+        self.steps = 0
+
+    def tick(self, step: int) -> float | None:
+        now = time.perf_counter()
+        rate = None
+        if self.last is not None:
+            dt = now - self.last
+            self.total_time += dt
+            self.steps += 1
+            rate = self.tokens_per_step / dt
+        self.last = now
+        return rate
+
+    def mean(self) -> float | None:
+        return self.tokens_per_step * self.steps / self.total_time if self.steps else None
+
+    def pause(self) -> None:
+        """Exclude evaluation and checkpoint time from the next interval."""
+        self.last = None
+
+
+class Evaluator:
+    """Held-out loss (nats, bits per byte, standard error over sequences), accuracy for the
+    synthetic tasks, and loss by position on unpacked long documents."""
+
+    def __init__(self, spec: RunSpec, data: RunData, mesh):
+        self.spec, self.data, self.mesh = spec, data, mesh
+        self._eval = jax.jit(functools.partial(eval_step, spec.model))
+        self._predict = jax.jit(functools.partial(predictions, spec.model))
+
+    def _batch(self, batch):
+        rows = next(iter(batch.values())).shape[0] * jax.process_count()
+        return global_batch(self.mesh, batch, rows)
+
+    def heldout(self, params) -> dict[str, float]:
+        seq_loss, seq_count, correct = [], [], []
+        for batch in self.data.heldout:
+            out = self._eval(params, self._batch(batch))
+            seq_loss.append(np.asarray(out["seq_loss"]))
+            seq_count.append(np.asarray(out["seq_count"]))
+            if self.data.accuracy is not None:
+                preds = np.asarray(self._predict(params, self._batch(batch)))
+                correct.append(self.data.accuracy(preds, batch)["token_accuracy"])
+        loss_sum, count = np.concatenate(seq_loss), np.concatenate(seq_count)
+        mean = float(loss_sum.sum() / count.sum())
+        per_seq = loss_sum[count > 0] / count[count > 0]
+        out = {"heldout_loss": mean,
+               "heldout_loss_se": float(per_seq.std(ddof=1) / math.sqrt(len(per_seq))) if len(per_seq) > 1 else None}
+        if self.data.bytes_per_token:
+            out["heldout_bpb"] = mean / math.log(2) / self.data.bytes_per_token
+        if correct:
+            out["heldout_accuracy"] = float(np.mean(correct))
+        return out
+
+    def loss_by_position(self, params) -> list[float]:
+        docs = self.data.position_docs
+        if docs is None:
+            return []
+        n = docs["tokens"].shape[0]
+        step = max(1, self.spec.schedule.batch_size)
+        sums = np.zeros(docs["tokens"].shape[1])
+        for lo in range(0, n, step):
+            chunk = {k: jnp.asarray(v[lo:lo + step]) for k, v in docs.items()}
+            sums += np.asarray(self._eval(params, chunk)["pos_loss"])
+        return (sums / n).tolist()
+
+    def length_extrapolation(self, params) -> dict[str, float]:
+        out = {}
+        for length in self.spec.data.get("task_eval_lengths") or []:
+            batch = self.data.length_eval(length)
+            preds = np.asarray(self._predict(params, {k: jnp.asarray(v) for k, v in batch.items()}))
+            out[str(length)] = self.data.accuracy(preds, batch)["token_accuracy"]
+        return out
+
+    def final(self, params) -> dict[str, Any]:
+        held = self.heldout(params)
+        figures = {"heldout_loss_nats": held["heldout_loss"], "heldout_loss_se": held["heldout_loss_se"],
+                   "heldout_bits_per_byte": held.get("heldout_bpb"),
+                   "heldout_loss_by_position": self.loss_by_position(params)}
+        if "heldout_accuracy" in held:
+            figures["heldout_accuracy"] = held["heldout_accuracy"]
+            figures["accuracy_by_length"] = self.length_extrapolation(params)
+        return figures
+
+
+class _Progress:
+    """A rich progress bar with loss, tokens/s and ETA; silent when disabled (workers)."""
+
+    def __init__(self, enabled: bool, total: int, start: int):
+        self.enabled = enabled and jax.process_index() == 0
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} tok/s"),
+                                 TimeRemainingColumn())
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total, completed=start, loss="-", rate="-")
+
+    def update(self, step: int, row: dict[str, Any]) -> None:
+        if self.enabled:
+            rate = row.get("tokens_per_s")
+            self.progress.update(self.task, completed=step, loss=f"{row['loss']:.4f}",
+                                 rate=f"{rate:,.0f}" if rate else "-")
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()
+            self.enabled = False
+

@@ -69,7 +69,7 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
     """
     model, sched, trainer = spec.model, spec.schedule, spec.trainer
     data = build_run_data(spec.data, sched.batch_size, spec.seed, process_index, process_count)
-    mesh = make_mesh(trainer["data_parallel"], trainer["model_parallel"])
+    mesh = make_mesh(trainer["data_parallel"], trainer["model_parallel"], batch_size=sched.batch_size)
     optim = OptimSpec(total_steps=sched.steps, **spec.optim)
     optimizer, lr_schedule = make_optimizer(optim), learning_rate_schedule(optim)
 

@@ -16,14 +16,21 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
-def make_mesh(data_parallel: int = -1, model_parallel: int = 1, devices: list | None = None) -> Mesh:
+def make_mesh(data_parallel: int = -1, model_parallel: int = 1, devices: list | None = None,
+              batch_size: int | None = None) -> Mesh:
+    """data_parallel = -1: as many devices as divide the batch (all of them for a batch that
+    is a multiple of the device count)."""
     devices = list(jax.devices() if devices is None else devices)
     if data_parallel == -1:
         data_parallel = len(devices) // model_parallel
+        while batch_size and data_parallel > 1 and batch_size % data_parallel:
+            data_parallel -= 1
     needed = data_parallel * model_parallel
     if needed > len(devices) or needed < 1:
         raise ValueError(f"trainer.data_parallel x model_parallel = {data_parallel} x {model_parallel} "
                          f"needs {needed} devices; {len(devices)} available")
+    if batch_size and batch_size % data_parallel:
+        raise ValueError(f"trainer.data_parallel={data_parallel} must divide the batch size {batch_size}")
     grid = np.array(devices[:needed]).reshape(data_parallel, model_parallel)
     return Mesh(grid, ("data", "model"))
 

@@ -1,0 +1,292 @@
+"""W&B logging for one run, fed from the run store.
+
+The run store's metrics.jsonl is the source of truth; W&B is a view of it. `WandbLogger`
+streams rows from it to a W&B run whose id is the store's run id (resume="allow"), so a
+rerun or a resumed run continues the same W&B run. Each step reaches W&B once: the logger
+skips every row whose step is <= the last step W&B already has, known from
+
+* the sidecar `wandb_state.json` (in the run folder: pass `dir` or `state_path`), written
+  after each successful batch, which also covers offline runs: an offline resume writes a
+  new offline-run-* folder, and without this every earlier step would be logged again in
+  it (if a process dies between a batch and its sidecar write, an offline resume may repeat
+  that one batch);
+* the resumed run's `starting_step` (online: the server's last step + 1).
+
+In a multi-host run only one process logs: give the others mode='disabled'.
+
+Logging must never hang or fail a run. Mode 'auto' goes online only if an API key is
+present (WANDB_API_KEY, an identity token file, or a netrc entry for the W&B host: read
+locally, never sent anywhere by us) and the host accepts a TCP connection within
+`connect_timeout_s` (DNS included, in a daemon thread); otherwise offline (`wandb sync` the
+folder later). Every call into wandb is wrapped: the first exception is reported once as a
+warning and logging is off for the rest of the run. wandb's own init and finish waits are
+bounded by `init_timeout_s` and `finish_timeout_s`. We never write the API key anywhere.
+
+Code saving, job creation and console capture are always off (the store has the config
+and the logs); offline runs also turn off what could reach the network or slow the run
+(system stats, machine and git metadata).
+
+A caveat that W&B imposes: history cannot be rewritten. If a resumed run cuts
+metrics.jsonl back to its checkpoint, W&B keeps the original values of the steps it already
+had; the store holds the recomputed ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import socket
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from griffin_core.run_store import StoreError, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "online", "offline", "disabled")
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+STATE_FILE = "wandb_state.json"
+_MAX_TAG_LEN = 64  # W&B refuses longer tags
+
+
+def wandb_base_url() -> str:
+    return os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+
+
+def has_api_key(base_url: str | None = None) -> bool:
+    """Whether credentials for the W&B host are available locally (no network, no writes):
+    WANDB_API_KEY, WANDB_IDENTITY_TOKEN_FILE, or a netrc entry (NETRC, ~/.netrc, ~/_netrc)."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlsplit(base_url or wandb_base_url()).netloc
+    if not host:
+        return False
+    candidates = [os.environ["NETRC"]] if os.environ.get("NETRC") else []
+    home = Path(os.path.expanduser("~"))
+    candidates += [str(home / ".netrc"), str(home / "_netrc")]
+    for path in candidates:
+        if not os.path.isfile(path):
+            continue
+        try:
+            entry = netrc.netrc(path).authenticators(host)
+        except (OSError, netrc.NetrcParseError):
+            continue
+        if entry and entry[2]:
+            return True
+    return False
+
+
+def host_reachable(base_url: str | None = None, timeout_s: float = 2.0) -> bool:
+    """True if the W&B host accepts a TCP connection within `timeout_s`, name lookup
+    included (done in a daemon thread, so a stuck resolver cannot hold the caller)."""
+    parts = urlsplit(base_url or wandb_base_url())
+    if not parts.hostname:
+        return False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    ok = threading.Event()
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+                ok.set()
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, name="wandb-host-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s + 0.5)
+    return ok.is_set()
+
+
+def resolve_mode(mode: str = "auto", connect_timeout_s: float = 2.0) -> str:
+    """'online', 'offline' or 'disabled' for a requested mode (see the module doc). In
+    'auto', WANDB_MODE=offline/dryrun/disabled and WANDB_DISABLED=true are honoured."""
+    if mode not in MODES:
+        raise ValueError(f"wandb mode {mode!r} is not one of {list(MODES)}")
+    if mode != "auto":
+        return mode
+    if os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"):
+        return "disabled"
+    env_mode = os.environ.get("WANDB_MODE", "").lower()
+    if env_mode == "disabled":
+        return "disabled"
+    if env_mode in ("offline", "dryrun"):
+        return "offline"
+    if not has_api_key():
+        return "offline"
+    if not host_reachable(timeout_s=connect_timeout_s):
+        return "offline"
+    return "online"
+
+
+class WandbLogger:
+    """One run's W&B logging: `log_rows` streams metrics rows, `finish` writes the summary.
+
+    Args:
+        run_id: the store's run id; also the W&B run id and name (resume="allow").
+        project: W&B project.
+        group: the sweep's name.
+        tags: e.g. family, size, budget, 'seed=0'.
+        config: the resolved config as a plain dict.
+        mode: 'auto' | 'online' | 'offline' | 'disabled'.
+        dir: local folder for wandb's files (`<dir>/wandb/...`); default WANDB_DIR or cwd.
+        state_path: the sidecar recording the last step W&B has (local path or fsspec
+            URL); default `<dir>/wandb_state.json` when `dir` is given, else none.
+        entity, job_type: passed to wandb.init.
+        connect_timeout_s: how long 'auto' waits for the W&B host.
+        init_timeout_s, finish_timeout_s: bounds on wandb's own waits.
+    """
+
+    def __init__(self, run_id: str, project: str, group: str | None = None,
+                 tags: Sequence[str] = (), config: Mapping[str, Any] | None = None,
+                 mode: str = "auto", dir: str | os.PathLike | None = None,
+                 state_path: str | os.PathLike | None = None, entity: str | None = None,
+                 job_type: str = "train", connect_timeout_s: float = 2.0,
+                 init_timeout_s: float = 60.0, finish_timeout_s: float = 120.0):
+        self.run_id = run_id
+        self.project = project
+        self.group = group
+        self.tags = [str(t)[:_MAX_TAG_LEN] for t in tags]
+        self.config = dict(config or {})
+        self.dir = os.fspath(dir) if dir is not None else None
+        if state_path is None and self.dir is not None:
+            state_path = os.path.join(self.dir, STATE_FILE)
+        self.state_path = os.fspath(state_path) if state_path is not None else None
+        self.mode = resolve_mode(mode, connect_timeout_s)
+        self.run: Any = None
+        self.last_step: int | None = None
+        self.error: str | None = None
+        self._finished = False
+        if self.mode == "disabled":
+            return
+        self.last_step = self._read_state()
+        self._init(entity, job_type, init_timeout_s, finish_timeout_s)
+
+    @property
+    def enabled(self) -> bool:
+        """True while a W&B run is live and no wandb call has failed."""
+        return self.run is not None and self.error is None and not self._finished
+
+    # -- error handling
+    def _disable(self, what: str, err: BaseException) -> None:
+        self.error = f"{what}: {type(err).__name__}: {' '.join(str(err).split())}"
+        msg = (f"W&B logging of run {self.run_id} is off for the rest of the run ({self.error}); "
+               "the run store still has every metric")
+        log.warning(msg)
+        try:
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        except Warning:  # warnings configured as errors must not fail the run either
+            pass
+
+    def _read_state(self) -> int | None:
+        if self.state_path is None:
+            return None
+        try:
+            state = read_json(self.state_path, "W&B state file")
+        except (StoreError, OSError) as e:
+            log.warning("ignoring %s (%s)", self.state_path, e)
+            return None
+        if not state or state.get("run_id") != self.run_id or state.get("project") != self.project:
+            return None
+        step = state.get("last_step")
+        return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+    def _write_state(self) -> None:
+        if self.state_path is None or self.last_step is None:
+            return
+        try:
+            write_json(self.state_path, {"run_id": self.run_id, "project": self.project,
+                                         "last_step": self.last_step, "mode": self.mode,
+                                         "updated": time.time()})
+        except OSError as e:  # the sidecar is an optimisation; never fail the run for it
+            log.warning("could not write %s: %s", self.state_path, e)
+
+    # -- wandb calls
+    def _init(self, entity: str | None, job_type: str, init_timeout_s: float,
+              finish_timeout_s: float) -> None:
+        try:
+            import wandb
+
+            offline = self.mode == "offline"
+            if self.dir is not None:
+                os.makedirs(self.dir, exist_ok=True)
+            settings = wandb.Settings(
+                mode=self.mode,
+                console="off",
+                save_code=False,
+                disable_job_creation=True,
+                disable_git=offline,
+                x_disable_stats=offline,
+                x_disable_meta=offline,
+                x_disable_machine_info=offline,
+                init_timeout=init_timeout_s,
+                finish_timeout=finish_timeout_s,
+            )
+            self.run = wandb.init(
+                id=self.run_id, name=self.run_id, resume="allow", project=self.project,
+                entity=entity, group=self.group, job_type=job_type, tags=self.tags,
+                config=self.config, allow_val_change=True, dir=self.dir, settings=settings,
+            )
+            if self.run is None:
+                raise RuntimeError("wandb.init returned no run")
+            starting = int(getattr(self.run, "starting_step", 0) or 0)
+            if starting > 0:  # resumed online: the server has steps up to starting - 1
+                self.last_step = max(self.last_step if self.last_step is not None else -1, starting - 1)
+            if offline:
+                log.info("W&B run %s is offline; upload it later with `wandb sync %s`",
+                         self.run_id, getattr(self.run, "dir", self.dir))
+        except Exception as e:
+            self.run = None
+            self._disable("wandb.init", e)
+
+    def log_rows(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Log metrics rows (each with an int 'step', as in metrics.jsonl) at step=row['step'],
+        skipping steps W&B already has. Returns the number of rows logged."""
+        if not self.enabled:
+            return 0
+        logged = 0
+        try:
+            for row in rows:
+                step = row.get("step")
+                if isinstance(step, bool) or not isinstance(step, int):
+                    continue  # not a metrics row of the store
+                if self.last_step is not None and step <= self.last_step:
+                    continue
+                self.run.log({k: v for k, v in row.items() if k != "step"}, step=step)
+                self.last_step = step
+                logged += 1
+        except Exception as e:
+            self._disable("wandb.log", e)
+        if logged:
+            self._write_state()
+        return logged
+
+    def finish(self, summary: Mapping[str, Any] | None = None, exit_code: int | None = None) -> None:
+        """Put `summary` (result.json) in the run's summary and finish the run. The exit code
+        defaults to 0 unless summary['status'] says otherwise."""
+        if not self.enabled:
+            return
+        if exit_code is None:
+            exit_code = 0 if (summary or {}).get("status", "SUCCESS") == "SUCCESS" else 1
+        try:
+            if summary:
+                self.run.summary.update(dict(summary))
+            self.run.finish(exit_code=exit_code)
+        except Exception as e:
+            self._disable("wandb.finish", e)
+        self._finished = True
+
+    def __enter__(self) -> "WandbLogger":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if not self._finished:
+            self.finish(exit_code=0 if exc_type is None else 1)
+
+
+__all__ = ["MODES", "STATE_FILE", "WandbLogger", "has_api_key", "host_reachable", "resolve_mode"]

@@ -28,7 +28,7 @@ def _train(argv: Sequence[str]) -> int:
     parser.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optim.lr=3e-3")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     cfg = compose(args.overrides)
     if args.cfg:
         from omegaconf import OmegaConf

@@ -10,6 +10,7 @@ import dataclasses
 import importlib.metadata
 import os
 import platform
+import socket
 import subprocess
 from typing import Any, Mapping
 
@@ -58,6 +59,8 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
         return RunReport(run_id, "SKIPPED", result=store.read_result(run_id))
     store.init_run(run_id, spec.config)
     lease = store.acquire(run_id)
+    if lease is None and owner_is_dead(store.lease_info(run_id)):
+        lease = store.acquire(run_id, timeout_s=0.0)  # killed on this host: no need to wait out the lease
     if lease is None:
         return RunReport(run_id, "BUSY", reason=f"run {run_id} is held by {store.lease_info(run_id)}")
     wb = spec.config["logger"]["wandb"]
@@ -97,6 +100,15 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
         raise
     finally:
         lease.release()
+
+
+def owner_is_dead(lease: Mapping[str, Any] | None) -> bool:
+    """True if the lease's owner ('host:pid') is a process of this host that no longer exists."""
+    import psutil
+
+    owner = str((lease or {}).get("owner", ""))
+    host, _, pid = owner.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
 def assemble_result(ref: RunRef, status: str, figures: Mapping[str, Any], store: RunStore) -> dict:

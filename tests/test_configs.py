@@ -1,0 +1,61 @@
+"""Every config group option and every experiment preset composes and validates; bad
+overrides give one line naming the key."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+import conf
+from experiments.configuration import UsageError, compose, to_dict
+from experiments.spec import validate
+from griffin_core.sizes import ALL_SIZES
+
+CONF_DIR = pathlib.Path(conf.__file__).parent
+REQUIRED = {"data": {"text": ["data.path=x"], "tokens": ["data.path=x", "data.vocab_size=300"],
+                     "hf": ["data.hf_dataset=x"]}}
+
+
+def _options(group):
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_conf_ships_inside_the_package():
+    assert (CONF_DIR / "config.yaml").is_file() and _options("data") and _options("optim")
+
+
+@pytest.mark.parametrize("group", ["data", "optim", "trainer", "logger", "launcher"])
+def test_every_group_option_composes(group):
+    for option in _options(group):
+        extra = REQUIRED.get(group, {}).get(option, [])
+        spec = validate(to_dict(compose([f"{group}={option}", *extra])))
+        assert spec.schedule.steps >= 1
+
+
+def test_every_family_and_size_composes():
+    for family in ("mqa", "hawk", "griffin"):
+        for size in ALL_SIZES:
+            spec = validate(to_dict(compose([f"family={family}", f"size={size}"])))
+            assert spec.model.family == family and spec.size == size
+
+
+def test_every_experiment_preset_composes():
+    for preset in _options("experiment"):
+        cfg = to_dict(compose([f"experiment={preset}"]))
+        validate(cfg)
+        assert cfg["experiment"]["name"]
+
+
+@pytest.mark.parametrize("override,match", [
+    (["family=transformer"], "family"),
+    (["size=cpu-huge"], "size"),
+    (["trainer.batch_size=abc"], "trainer.batch_size"),
+    (["optim.lrr=1e-3"], "optim.lrr"),
+    (["family=hawk,griffin"], "family"),
+    (["trainer.seed=[1"], "trainer.seed"),
+])
+def test_bad_overrides_are_one_line(override, match):
+    with pytest.raises(UsageError, match=match) as info:
+        compose(override)
+    assert "\n" not in str(info.value)

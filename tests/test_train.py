@@ -1,0 +1,120 @@
+"""One training run end to end through `griffin-train`: the run store's files, skipping a
+finished run, divergence, and one-line errors with nothing written."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from experiments.cli import train_main
+from griffin_core.run_store import RunStore, read_metrics, read_result
+
+TINY = ["size=cpu-30k", "data.seq_len=32", "model.local_window=16", "trainer.batch_size=4",
+        "trainer.budget.rule=steps", "trainer.budget.value=12", "trainer.eval_every=6",
+        "trainer.checkpoint_every=6", "data.eval_sequences=8", "data.position_eval_factor=2",
+        "data.position_eval_docs=4", "logger.wandb.mode=disabled"]
+
+
+def run_cli(capsys, root, *overrides):
+    code = train_main([*TINY, f"store.root={root}", "--quiet", *overrides])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    code = train_main([*TINY, f"store.root={root}", "--quiet", "family=griffin"])
+    assert code == 0
+    (run_id,) = RunStore(root).list_runs()
+    return root, run_id
+
+
+def test_run_writes_the_store_contract(trained):
+    root, run_id = trained
+    store = RunStore(root)
+    run_dir = pathlib.Path(store.run_dir(run_id))
+    assert run_id.startswith("griffin-cpu-30k-12st-")
+    assert {"config.yaml", "status.json", "metrics.jsonl", "result.json", "ckpt"} <= set(os.listdir(run_dir))
+    assert store.status(run_id).state == "SUCCESS"
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    for key in ("loss", "lr", "grad_norm", "param_norm", "update_norm", "tokens", "flops"):
+        assert all(math.isfinite(r[key]) for r in rows), key
+    assert "heldout_loss" in rows[5] and "heldout_loss" in rows[11] and "heldout_loss" not in rows[6]
+    result = read_result(run_dir)
+    assert result["status"] == "SUCCESS" and result["tokens"] == 12 * 4 * 32
+    assert result["heldout_loss_nats"] < math.log(256)  # it learned something about bytes
+    assert result["heldout_bits_per_byte"] == pytest.approx(result["heldout_loss_nats"] / math.log(2))
+    assert len(result["heldout_loss_by_position"]) == 64  # 2 x the training length
+    assert set(result["flops"]) == {"6N", "6N_nonembed", "exact", "as_executed"}
+    assert result["epochs"] > 0 and result["corpus_fingerprint"]
+    # The learning-rate schedule: warmup to the peak, then cosine decay to 10% of it.
+    lrs = [r["lr"] for r in rows]
+    assert lrs[0] == 0.0 and max(lrs) == pytest.approx(result["lr"], rel=1e-5)
+
+
+def test_finished_run_is_skipped(trained, capsys):
+    root, run_id = trained
+    before = read_metrics(RunStore(root).run_dir(run_id))
+    code, out, _ = run_cli(capsys, root, "family=griffin")
+    assert code == 0 and "already succeeded" in out
+    assert read_metrics(RunStore(root).run_dir(run_id)) == before
+
+
+def test_corrupt_status_file_is_one_line_error(trained, capsys, tmp_path):
+    root, run_id = trained
+    status = pathlib.Path(RunStore(root).run_dir(run_id)) / "status.json"
+    saved = status.read_bytes()
+    try:
+        status.write_text("{not json")
+        code, _, err = run_cli(capsys, root, "family=griffin")
+    finally:
+        status.write_bytes(saved)
+    assert code == 2 and err.count("\n") == 1 and "status.json" in err
+
+
+def test_divergence_is_recorded(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, tmp_path, "family=hawk", "optim.lr=1e4", "optim.clip_norm=0",
+                           "trainer.spike_warmup=0", "trainer.spike_window=2", "trainer.budget.value=12")
+    assert code == 1 and "DIVERGED" in out
+    (run_id,) = RunStore(tmp_path).list_runs()
+    status = RunStore(tmp_path).status(run_id)
+    assert status.state == "DIVERGED" and 1 <= status.step <= 12 and status.reason
+
+
+def _write(path: pathlib.Path, data: bytes) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("case", ["family", "size", "lr", "batch", "seq_len", "steps", "missing_path",
+                                  "empty_folder", "binary_file", "token_vocab", "bad_type", "bad_key"])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
+    root = tmp_path / "store"
+    data = tmp_path / "data"
+    overrides = {
+        "family": ["family=transformer"],
+        "size": ["size=cpu-huge"],
+        "lr": ["optim.lr=-0.001"],
+        "batch": ["trainer.batch_size=0"],
+        "seq_len": ["data.seq_len=0"],
+        "steps": ["trainer.budget.value=0"],
+        "missing_path": ["data=text", f"data.path={data / 'nope.txt'}"],
+        "empty_folder": ["data=text", f"data.path={(data / 'empty').mkdir(parents=True) or data / 'empty'}"],
+        "binary_file": ["data=text", f"data.path={_write(data / 'b' / 'x.bin', bytes(range(256)) * 8).parent}"],
+        "token_vocab": ["data=tokens", "data.vocab_size=100",
+                        f"data.path={_write(data / 't.bin', np.arange(400, dtype=np.uint16).tobytes())}"],
+        "bad_type": ["trainer.seed=abc"],
+        "bad_key": ["optim.lrr=1"],
+    }[case]
+    code, _, err = run_cli(capsys, root, *overrides)
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert not root.exists() or not any(root.rglob("*.json")), list(root.rglob("*"))

@@ -14,6 +14,8 @@ import socket
 import subprocess
 from typing import Any, Mapping
 
+import numpy as np
+
 from experiments import run_data
 from experiments.spec import RunSpec, validate
 from griffin_core.run_store import RunStore, compute_run_id
@@ -48,21 +50,47 @@ def store_for(cfg: Mapping[str, Any], **kw: Any) -> RunStore:
     return RunStore(cfg["store"]["root"], **kw)
 
 
+def claim(ref: RunRef, store: RunStore):
+    """(lease, None) if this process should train `ref`, else (None, report of why not)."""
+    run_id = ref.run_id
+    if store.status(run_id).state == "SUCCESS":
+        return None, RunReport(run_id, "SKIPPED", result=store.read_result(run_id))
+    store.init_run(run_id, ref.spec.config)
+    lease = store.acquire(run_id)
+    if lease is None and owner_is_dead(store.lease_info(run_id)):
+        lease = store.acquire(run_id, timeout_s=0.0)  # killed on this host: no need to wait out the lease
+    if lease is None:
+        return None, RunReport(run_id, "BUSY", reason=f"run {run_id} is held by {store.lease_info(run_id)}")
+    return lease, None
+
+
 def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str | None = None) -> RunReport:
-    """Train `ref` unless it already succeeded or someone else holds it."""
+    """Train `ref` unless it already succeeded or someone else holds it.
+
+    In a multi-process (jax.distributed) run every process calls this; process 0 alone takes
+    the lease and writes the store and W&B, the others train their share of each batch."""
+    import jax
+
     from experiments.train import train  # JAX is imported only by processes that train
     from experiments.wandb_logger import WandbLogger
 
     os.environ.setdefault("WANDB_SILENT", "true")  # our progress bar and summary line say enough
     spec, run_id = ref.spec, ref.run_id
-    if store.status(run_id).state == "SUCCESS":
-        return RunReport(run_id, "SKIPPED", result=store.read_result(run_id))
-    store.init_run(run_id, spec.config)
-    lease = store.acquire(run_id)
-    if lease is None and owner_is_dead(store.lease_info(run_id)):
-        lease = store.acquire(run_id, timeout_s=0.0)  # killed on this host: no need to wait out the lease
-    if lease is None:
-        return RunReport(run_id, "BUSY", reason=f"run {run_id} is held by {store.lease_info(run_id)}")
+    main = jax.process_index() == 0
+    lease, report = claim(ref, store) if main else (None, None)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        go = bool(multihost_utils.broadcast_one_to_all(np.asarray(report is None)))
+        if not go:
+            return report or RunReport(run_id, "SKIPPED", reason="process 0 did not claim the run")
+    elif report is not None:
+        return report
+    if not main:
+        train(spec, store.ckpt_dir(run_id), lambda rows: None, progress=False,
+              process_index=jax.process_index(), process_count=jax.process_count())
+        return RunReport(run_id, "SUCCESS", reason="worker process")
+
     wb = spec.config["logger"]["wandb"]
     logger = None
     try:
@@ -82,7 +110,8 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
             rows = store.read_metrics(run_id)
             return float(rows[-1].get("elapsed_s", 0.0)) if rows else 0.0
 
-        outcome = train(spec, store.ckpt_dir(run_id), write_rows, start_rows=start_rows, progress=progress)
+        outcome = train(spec, store.ckpt_dir(run_id), write_rows, start_rows=start_rows, progress=progress,
+                        process_index=jax.process_index(), process_count=jax.process_count())
         result = assemble_result(ref, outcome.status, outcome.figures, store)
         lease.write_result(result)
         if outcome.status == "DIVERGED":
@@ -100,6 +129,23 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
         raise
     finally:
         lease.release()
+
+
+def execute_distributed(cfg: Mapping[str, Any], coordinator_address: str, num_processes: int, process_id: int,
+                        *, bind_address: str | None = None, init_timeout_s: int = 300,
+                        heartbeat_timeout_s: int = 100, progress: bool = False, sweep: str | None = None) -> RunReport:
+    """One process of a multi-host run: join `jax.distributed` (gloo collectives on CPU), then
+    `execute`. Every host of a TPU slice calls this with its own process_id."""
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                               coordinator_bind_address=bind_address, initialization_timeout=init_timeout_s,
+                               heartbeat_timeout_seconds=heartbeat_timeout_s)
+    try:
+        return execute(resolve(cfg), store_for(cfg), progress=progress and process_id == 0, sweep=sweep)
+    finally:
+        jax.distributed.shutdown()
 
 
 def owner_is_dead(lease: Mapping[str, Any] | None) -> bool:

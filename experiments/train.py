@@ -17,7 +17,6 @@ from collections import deque
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from experiments.run_data import RunData, build_run_data
@@ -174,14 +173,20 @@ class Evaluator:
         rows = next(iter(batch.values())).shape[0] * jax.process_count()
         return global_batch(self.mesh, batch, rows)
 
+    def _local_share(self, batch):
+        """This process's rows of a batch every process holds whole (long documents)."""
+        n = next(iter(batch.values())).shape[0] // jax.process_count()
+        lo = jax.process_index() * n
+        return self._batch({k: v[lo:lo + n] for k, v in batch.items()})
+
     def heldout(self, params) -> dict[str, float]:
         seq_loss, seq_count, correct = [], [], []
         for batch in self.data.heldout:
             out = self._eval(params, self._batch(batch))
-            seq_loss.append(np.asarray(out["seq_loss"]))
-            seq_count.append(np.asarray(out["seq_count"]))
+            seq_loss.append(to_host(out["seq_loss"]))
+            seq_count.append(to_host(out["seq_count"]))
             if self.data.accuracy is not None:
-                preds = np.asarray(self._predict(params, self._batch(batch)))
+                preds = local_rows(self._predict(params, self._batch(batch)))
                 correct.append(self.data.accuracy(preds, batch)["token_accuracy"])
         loss_sum, count = np.concatenate(seq_loss), np.concatenate(seq_count)
         mean = float(loss_sum.sum() / count.sum())
@@ -191,27 +196,31 @@ class Evaluator:
         if self.data.bytes_per_token:
             out["heldout_bpb"] = mean / math.log(2) / self.data.bytes_per_token
         if correct:
-            out["heldout_accuracy"] = float(np.mean(correct))
+            out["heldout_accuracy"] = float(np.mean(to_host(np.asarray(correct))))
         return out
 
     def loss_by_position(self, params) -> list[float]:
         docs = self.data.position_docs
         if docs is None:
             return []
-        n = docs["tokens"].shape[0]
-        step = max(1, self.spec.schedule.batch_size)
+        # Whole chunks of `batch_size` documents, so every process gets an equal share.
+        step = self.spec.schedule.batch_size
+        n = docs["tokens"].shape[0] // step * step
+        if n == 0:
+            return []
         sums = np.zeros(docs["tokens"].shape[1])
         for lo in range(0, n, step):
-            chunk = {k: jnp.asarray(v[lo:lo + step]) for k, v in docs.items()}
-            sums += np.asarray(self._eval(params, chunk)["pos_loss"])
+            chunk = self._local_share({k: v[lo:lo + step] for k, v in docs.items()})
+            sums += to_host(self._eval(params, chunk)["pos_loss"])
         return (sums / n).tolist()
 
     def length_extrapolation(self, params) -> dict[str, float]:
         out = {}
         for length in self.spec.data.get("task_eval_lengths") or []:
             batch = self.data.length_eval(length)
-            preds = np.asarray(self._predict(params, {k: jnp.asarray(v) for k, v in batch.items()}))
-            out[str(length)] = self.data.accuracy(preds, batch)["token_accuracy"]
+            preds = local_rows(self._predict(params, self._batch(batch)))
+            accuracy = self.data.accuracy(preds, batch)["token_accuracy"]
+            out[str(length)] = float(np.mean(to_host(np.asarray([accuracy]))))
         return out
 
     def final(self, params) -> dict[str, Any]:
@@ -223,6 +232,23 @@ class Evaluator:
             figures["heldout_accuracy"] = held["heldout_accuracy"]
             figures["accuracy_by_length"] = self.length_extrapolation(params)
         return figures
+
+
+def to_host(x) -> np.ndarray:
+    """A (possibly multi-process) array, or per-process NumPy values, gathered on every host."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def local_rows(x: jax.Array) -> np.ndarray:
+    """This process's rows of an array split over the mesh's 'data' axis, in order."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    shards = {s.index[0].start or 0: np.asarray(s.data) for s in x.addressable_shards}
+    return np.concatenate([shards[k] for k in sorted(shards)])
 
 
 class _Progress:

@@ -98,8 +98,6 @@ class ModelConfig:
     """Unroll of the sequential scan; 0 picks the device's tuned default (see scan.py)."""
     attention_block_size: int = 0
     """Query block of local attention (keys per block = window + block); 0 means the window."""
-    unroll_for_cost_analysis: bool = False
-    """Build the scan fully unrolled so XLA's cost analysis counts every step (tests only)."""
 
     def __post_init__(self) -> None:
         if not self.block_pattern:

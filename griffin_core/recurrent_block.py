@@ -42,7 +42,7 @@ class RecurrentBlock(nn.Module):
         y = jax.nn.gelu(self.linear_y(x), approximate=True)
         xr = self.linear_x(x)
         conv = self.conv_1d(xr, segment_pos)
-        r, h = self.rg_lru(conv, segment_pos, unroll_fully=self.config.unroll_for_cost_analysis)
+        r, h = self.rg_lru(conv, segment_pos)
         out = self.linear_out(r * y)
         if lengths is None:
             return out, None

@@ -92,8 +92,7 @@ class RGLRU(nn.Module):
         a = jnp.where(reset, 0.0, a)
         return a, multiplier * gate_x * x.astype(jnp.float32)
 
-    def __call__(self, x: jax.Array, segment_pos: jax.Array, unroll_fully: bool = False
-                 ) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, segment_pos: jax.Array) -> tuple[jax.Array, jax.Array]:
         """x: [B, T, C], segment_pos: [B, T] -> (y [B, T, C] in x's dtype, h [B, T, C] fp32).
 
         The recurrence runs time-major ([T, B, C]): the transpose is fused into the gate
@@ -102,8 +101,6 @@ class RGLRU(nn.Module):
         x_tm = jnp.swapaxes(x, 0, 1)
         a, b = self._coefficients(x_tm, jnp.swapaxes(segment_pos, 0, 1) == 0)
         impl, unroll = scan_lib.resolve(self.scan_impl, self.scan_unroll)
-        if unroll_fully:
-            impl, unroll = "sequential", True
         h, _ = scan_lib.linear_scan(a, b, None, impl=impl, unroll=unroll, time_major=True)
         h = jnp.swapaxes(h, 0, 1)
         return h.astype(x.dtype), h

@@ -1,0 +1,126 @@
+"""`griffin-bench`: speed benchmarks, each reported as a ratio to a machine limit measured in the
+same process (see docs/benchmarks.md).
+
+    griffin-bench scan [--batch 8 --length 2048 --width 1024 --repeats 7 --json out.json]
+    griffin-bench limits [--force]
+
+A subcommand is a pair of functions, `add_arguments(parser)` and `run(args) -> dict`, given to
+`register`; the dict is what `--json PATH` writes. Options every subcommand takes (`--repeats`,
+`--seed`, `--json`, `--malloc`) are added here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from experiments.benchmarks import MALLOC_MODES, configure_malloc, write_json_atomic
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], dict[str, Any]]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+             run: Callable[[argparse.Namespace], dict[str, Any]]) -> None:
+    """Add a subcommand `griffin-bench NAME`."""
+    if name in SUBCOMMANDS:
+        raise ValueError(f"griffin-bench subcommand {name!r} is already registered")
+    SUBCOMMANDS[name] = Subcommand(name, help, add_arguments, run)
+
+
+# --------------------------------------------------------------------------- subcommands
+
+
+def _scan_arguments(parser: argparse.ArgumentParser) -> None:
+    from experiments.benchmarks import scan_bench
+
+    scan_bench.add_arguments(parser)
+
+
+def _scan_run(args: argparse.Namespace) -> dict[str, Any]:
+    from experiments.benchmarks import scan_bench
+
+    return scan_bench.run(args)
+
+
+def _limits_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="re-measure the matmul peak even if the cache has it")
+    parser.add_argument("--matmul-n", type=int, default=2048, help="matmul size n (default %(default)s)")
+    parser.add_argument("--elements", type=int, default=8 * 2048 * 1024,
+                        help="fp32 elements per triad array (default %(default)s, 64 MiB)")
+
+
+def _limits_run(args: argparse.Namespace) -> dict[str, Any]:
+    from experiments.benchmarks import limits
+
+    bandwidth = limits.measure_bandwidth((args.elements,), repeats=args.repeats or 9, seed=args.seed)
+    peak = limits.matmul_peak(force=args.force, n=args.matmul_n)
+    for name, row in bandwidth["triads"].items():
+        print(f"{name:24s} {row['gbps']:8.2f} GB/s (median of {bandwidth['repeats']}; "
+              f"{row['page_faults']:.0f} page faults per call)")
+    print(f"{'streaming limit':24s} {bandwidth['gbps']:8.2f} GB/s ({bandwidth['limit']})")
+    print(f"{'matmul peak fp32':24s} {peak['flops_per_s'] / 1e9:8.1f} GFLOP/s "
+          f"(n={peak['shape'][0]}, {peak['threads']} threads, {peak['source']}, "
+          f"measured {peak['measured_at']}; cache {peak['cache_path']})")
+    return {"benchmark": "limits", "machine": limits.machine_info(), "bandwidth": bandwidth,
+            "matmul_peak": peak}
+
+
+register("scan", "RG-LRU scan implementations in GB/s against a streaming triad",
+         _scan_arguments, _scan_run)
+register("limits", "streaming bandwidth and the (cached) dense-matmul peak",
+         _limits_arguments, _limits_run)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--repeats", type=int, default=None,
+                        help="timed rounds per measurement (default: the benchmark's own)")
+    common.add_argument("--seed", type=int, default=0, help="inputs and round order (default %(default)s)")
+    common.add_argument("--json", metavar="PATH", default=None, help="also write the results to PATH")
+    common.add_argument("--malloc", choices=MALLOC_MODES, default="reuse",
+                        help="'reuse': keep freed large buffers mapped, so that timings do not count "
+                             "the page faults of fresh outputs; 'default': glibc as configured "
+                             "(default %(default)s; see experiments.benchmarks.configure_malloc)")
+    parser = argparse.ArgumentParser(prog="griffin-bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in SUBCOMMANDS.values():
+        cmd.add_arguments(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, parents=[common]))
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse `argv`, run the subcommand (it prints its report) and return its results."""
+    args = build_parser().parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        raise SystemExit(f"griffin-bench: --repeats must be >= 1, got {args.repeats}")
+    args.malloc_info = configure_malloc(args.malloc)  # before the subcommand starts JAX's threads
+    result = {"command": args.command, "malloc": args.malloc_info, **SUBCOMMANDS[args.command].run(args)}
+    if args.json:
+        path = write_json_atomic(args.json, result)
+        print(f"results written to {path}")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""`griffin-bench scan`: the RG-LRU recurrence h_t = a_t h_{t-1} + x_t, every implementation in
+griffin_core/scan.py, judged against a streaming triad timed in the same process.
+
+The scan is memory-bound: per element it reads a and x and writes h, 12 bytes in fp32, for
+2 FLOPs. Its speed is therefore reported in GB/s (12 bytes x B x T x D / time) and as a ratio to
+the triad `a = b + s c` over arrays of the same size (also 12 bytes per element), the best a
+streaming kernel gets from this machine's memory. The default shape is the paper's Fig 8a
+setting: batch 8, length 2048, width 1024, fp32.
+
+Variants:
+  - sequential `lax.scan` over time-major [T, B, D] arrays, one per unroll value;
+  - `lax.associative_scan` over the time axis of [T, B, D];
+  - [B, T, D] arrays through `linear_scan(..., time_major=False)`: the same sequential scan
+    plus what the layout costs: transposing a and x on the way in and h on the way out.
+
+Each variant is compiled once (ahead of time, its compile time recorded), run once to warm up
+and to check its output against the first variant, then, after one untimed round, timed in
+interleaved rounds with the triads (see `experiments.benchmarks.time_interleaved`). Reported: the median time, GB/s at
+that median, and the median over rounds of the ratio to the best triad of the same round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from experiments.benchmarks import limits, median, time_interleaved
+from griffin_core import scan as scan_lib
+
+DEFAULT_BATCH, DEFAULT_LENGTH, DEFAULT_WIDTH = 8, 2048, 1024
+DEFAULT_UNROLLS = (1, 2, 4, 8, 16, 128)
+DEFAULT_REPEATS = 7
+BYTES_PER_ELEMENT = 12  # fp32: read a, read x, write h
+
+TIME_MAJOR, BATCH_MAJOR = "[T,B,D]", "[B,T,D]"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One scan implementation: `fn(a, x) -> h`, all three arrays in `layout`."""
+
+    name: str
+    impl: str
+    layout: str
+    unroll: int | None
+    fn: Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _scan_fn(impl: str, unroll: int, time_major: bool) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    def fn(a: jax.Array, x: jax.Array) -> jax.Array:
+        h, _ = scan_lib.linear_scan(a, x, None, impl=impl, unroll=unroll, time_major=time_major)
+        return h
+
+    return fn
+
+
+def build_variants(unrolls: Sequence[int] = DEFAULT_UNROLLS, batch_major_unroll: int | None = None
+                   ) -> list[Variant]:
+    """The variants to time, the first being the reference for the numerical check.
+    `batch_major_unroll` defaults to this backend's default unroll (`scan.default_unroll`)."""
+    unrolls = list(dict.fromkeys(unrolls))  # unique, in order: names must not collide
+    if not unrolls or min(unrolls) < 1:
+        raise ValueError(f"unrolls must be positive integers, got {unrolls}")
+    bm_unroll = batch_major_unroll or scan_lib.default_unroll()
+    variants = [Variant(f"sequential {TIME_MAJOR} unroll={u}", "sequential", TIME_MAJOR, u,
+                        _scan_fn("sequential", u, True)) for u in unrolls]
+    variants.append(Variant(f"associative {TIME_MAJOR}", "associative", TIME_MAJOR, None,
+                            _scan_fn("associative", 1, True)))
+    variants.append(Variant(f"sequential {BATCH_MAJOR} unroll={bm_unroll} (swapaxes)", "sequential",
+                            BATCH_MAJOR, bm_unroll, _scan_fn("sequential", bm_unroll, False)))
+    return variants
+
+
+def make_inputs(batch: int, length: int, width: int, seed: int = 0
+                ) -> dict[str, tuple[jax.Array, jax.Array]]:
+    """{layout: (a, x)}, fp32. a is uniform in [0.001, 1), strictly inside (0, 1) as the
+    RG-LRU's a_t is; x is standard normal. The [B, T, D] pair is the [T, B, D] pair transposed,
+    materialised here so that only the transposes inside `linear_scan` are timed."""
+    ka, kx = jax.random.split(jax.random.key(seed))
+    shape = (length, batch, width)
+    a = jax.random.uniform(ka, shape, jnp.float32, minval=1e-3, maxval=1.0)
+    x = jax.random.normal(kx, shape, jnp.float32)
+    transpose = jax.jit(lambda t: jnp.swapaxes(t, 0, 1))
+    out = {TIME_MAJOR: (a, x), BATCH_MAJOR: (transpose(a), transpose(x))}
+    return jax.block_until_ready(out)
+
+
+def to_time_major(h: jax.Array, layout: str) -> jax.Array:
+    return h if layout == TIME_MAJOR else jnp.swapaxes(h, 0, 1)
+
+
+def _timed_call(exe: Callable[..., jax.Array], a: jax.Array, x: jax.Array) -> Callable[[], jax.Array]:
+    return lambda: jax.block_until_ready(exe(a, x))
+
+
+def run_scan_bench(batch: int = DEFAULT_BATCH, length: int = DEFAULT_LENGTH, width: int = DEFAULT_WIDTH,
+                   repeats: int = DEFAULT_REPEATS, unrolls: Sequence[int] = DEFAULT_UNROLLS,
+                   batch_major_unroll: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Time every variant and the triads; return the figures as a JSON-ready dict."""
+    if min(batch, length, width, repeats) < 1:
+        raise ValueError(f"batch, length, width and repeats must be >= 1, got "
+                         f"{batch}, {length}, {width}, {repeats}")
+    inputs = make_inputs(batch, length, width, seed)
+    variants = build_variants(unrolls, batch_major_unroll)
+    elements = batch * length * width
+    nbytes = BYTES_PER_ELEMENT * elements
+
+    # Compile, warm up, and check each output against the first variant's.
+    fns: dict[str, Callable[[], Any]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    reference, scale = None, 0.0
+    for v in variants:
+        a, x = inputs[v.layout]
+        t0 = time.perf_counter()
+        exe = jax.jit(v.fn).lower(a, x).compile()
+        compile_s = time.perf_counter() - t0
+        h = to_time_major(jax.block_until_ready(exe(a, x)), v.layout)
+        if reference is None:
+            reference, scale = h, float(jnp.max(jnp.abs(h)))
+        diff = float(jnp.max(jnp.abs(h - reference)))
+        del h
+        fns[v.name] = _timed_call(exe, a, x)
+        rows[v.name] = {"name": v.name, "impl": v.impl, "layout": v.layout, "unroll": v.unroll,
+                        "compile_s": compile_s, "max_abs_diff": diff, "max_abs_h": scale}
+    del reference
+
+    a_tm, x_tm = inputs[TIME_MAJOR]
+    with limits.opened(limits.triad_probes(a_tm, x_tm)) as probes:
+        for p in probes:
+            fns[p.name] = p.run
+        # One untimed round first: the allocator settles (with `--malloc reuse` the heap has to
+        # grow to hold the buffers in flight before freed ones are reused) and caches warm.
+        time_interleaved(fns, 1, seed + 1)
+        rounds = time_interleaved(fns, repeats, seed)
+        times, faults = rounds.seconds, rounds.page_faults
+        triad_bytes = {p.name: p.bytes for p in probes}
+
+    # The limit in round r is the faster triad of that round; ratios are taken round by round.
+    limit_gbps = [max(triad_bytes[name] / times[name][r] for name in triad_bytes) / 1e9
+                  for r in range(repeats)]
+    triads = {}
+    for name, b in triad_bytes.items():
+        triads[name] = {"median_ms": 1e3 * median(times[name]), "best_ms": 1e3 * min(times[name]),
+                        "gbps": b / median(times[name]) / 1e9,
+                        "ratio": median([b / times[name][r] / 1e9 / limit_gbps[r] for r in range(repeats)]),
+                        "page_faults": median(faults[name]), "times_ms": [1e3 * t for t in times[name]]}
+    for v in variants:
+        ts = times[v.name]
+        rows[v.name].update({
+            "median_ms": 1e3 * median(ts), "best_ms": 1e3 * min(ts), "gbps": nbytes / median(ts) / 1e9,
+            "ratio": median([nbytes / ts[r] / 1e9 / limit_gbps[r] for r in range(repeats)]),
+            "page_faults": median(faults[v.name]), "times_ms": [1e3 * t for t in ts]})
+    best = max(rows.values(), key=lambda row: row["ratio"])
+    best_time_major = max((row for row in rows.values() if row["impl"] == "sequential"
+                           and row["layout"] == TIME_MAJOR), key=lambda row: row["ratio"])
+    return {
+        "benchmark": "scan",
+        "machine": limits.machine_info(),
+        "shape": {"batch": batch, "length": length, "width": width},
+        "dtype": "float32",
+        "bytes_per_element": BYTES_PER_ELEMENT,
+        "bytes": nbytes,
+        "repeats": repeats,
+        "seed": seed,
+        "limit": {"name": max(triads, key=lambda n: triads[n]["gbps"]), "gbps": median(limit_gbps),
+                  "per_round_gbps": limit_gbps, "triads": triads},
+        "variants": [rows[v.name] for v in variants],
+        "best": best["name"],
+        "best_unroll": best_time_major["unroll"],
+        "default_unroll": scan_lib.default_unroll(),
+    }
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.3f}"
+
+
+def render(result: dict[str, Any]) -> None:
+    """Print the figures as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    s, m = result["shape"], result["machine"]
+    table = Table(title=(f"RG-LRU scan  B={s['batch']} T={s['length']} D={s['width']} fp32, "
+                         f"{result['bytes_per_element']} B/element, median of {result['repeats']}"),
+                  caption=(f"limit: best triad per round, median {result['limit']['gbps']:.2f} GB/s. "
+                           f"x triad: median over rounds of GB/s / limit in the same round. "
+                           f"{m['cpu_model']}, {m['usable_cores']} cores, jax {m['jax_version']}, "
+                           f"malloc {result.get('malloc', {}).get('mode', 'default')}"))
+    table.add_column("variant")
+    table.add_column("time ms", justify="right")
+    table.add_column("GB/s", justify="right")
+    table.add_column("x triad", justify="right")
+    table.add_column("page faults", justify="right")
+    for row in result["variants"]:
+        style = "bold green" if row["name"] == result["best"] else None
+        table.add_row(row["name"], _ms(row["median_ms"]), f"{row['gbps']:.2f}", f"{row['ratio']:.2f}",
+                      f"{row['page_faults']:.0f}", style=style)
+    table.add_section()
+    for name, row in result["limit"]["triads"].items():
+        table.add_row(name, _ms(row["median_ms"]), f"{row['gbps']:.2f}", f"{row['ratio']:.2f}",
+                      f"{row['page_faults']:.0f}", style="dim")
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    bad = [row["name"] for row in result["variants"]
+           if not row["max_abs_diff"] <= 1e-3 * max(1.0, row["max_abs_h"])]
+    if bad:
+        console.print(f"[bold red]outputs disagree with the first variant: {', '.join(bad)}")
+    console.print(f"best: {result['best']}; best time-major unroll {result['best_unroll']} "
+                  f"(griffin_core.scan default on {result['machine']['backend']}: "
+                  f"{result['default_unroll']})")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="batch B (default %(default)s)")
+    parser.add_argument("--length", type=int, default=DEFAULT_LENGTH, help="sequence length T (default %(default)s)")
+    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="recurrence width D (default %(default)s)")
+    parser.add_argument("--unrolls", type=_int_list, default=list(DEFAULT_UNROLLS),
+                        help="lax.scan unroll values for the time-major scan (default 1,2,4,8,16,128)")
+    parser.add_argument("--batch-major-unroll", type=int, default=None,
+                        help="unroll of the [B,T,D] variant (default: griffin_core.scan's default)")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    result = run_scan_bench(batch=args.batch, length=args.length, width=args.width,
+                            repeats=args.repeats or DEFAULT_REPEATS, unrolls=args.unrolls,
+                            batch_major_unroll=args.batch_major_unroll, seed=args.seed)
+    result["malloc"] = getattr(args, "malloc_info", {"mode": "default", "applied": False})
+    render(result)
+    return result

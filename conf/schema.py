@@ -210,6 +210,14 @@ class LauncherConf:
     """Retries after a preemption or node loss."""
     failure_retries: int = 2
     """Retries after a real error."""
+    assumed_mfu: float = 0.4
+    """TPU plans: chip-hours are computed at this model-FLOPs utilisation."""
+    lease_timeout_s: float = 90.0
+    """A run whose owner has not heartbeaten for this long may be taken over."""
+    heartbeat_s: float = 30.0
+    """How often a running run's owner refreshes its lease."""
+    poll_s: float = 5.0
+    """How often the driver rechecks a run held by another driver."""
 
 
 @dataclasses.dataclass

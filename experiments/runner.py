@@ -46,8 +46,11 @@ def resolve(cfg: Mapping[str, Any]) -> RunRef:
     return RunRef(spec, run_id, fingerprint)
 
 
-def store_for(cfg: Mapping[str, Any], **kw: Any) -> RunStore:
-    return RunStore(cfg["store"]["root"], **kw)
+def store_for(cfg: Mapping[str, Any]) -> RunStore:
+    """The run store with the launcher's lease settings (heartbeat, take-over timeout)."""
+    launcher = cfg["launcher"]
+    return RunStore(cfg["store"]["root"], heartbeat_interval_s=launcher["heartbeat_s"],
+                    lease_timeout_s=launcher["lease_timeout_s"])
 
 
 def claim(ref: RunRef, store: RunStore):
@@ -86,7 +89,9 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
             return report or RunReport(run_id, "SKIPPED", reason="process 0 did not claim the run")
     elif report is not None:
         return report
-    if not main:
+    if main:
+        print(f"run {run_id}: claimed by {lease.owner}", flush=True)
+    else:
         train(spec, store.ckpt_dir(run_id), lambda rows: None, progress=False,
               process_index=jax.process_index(), process_count=jax.process_count())
         return RunReport(run_id, "SUCCESS", reason="worker process")

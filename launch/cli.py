@@ -1,0 +1,72 @@
+"""`griffin-sweep experiment=NAME [overrides and sweep axes] [--dry-run]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from experiments.cli import _guard
+
+
+def _sweep(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="griffin-sweep",
+        description="Plan and run a sweep: griffin-sweep experiment=scaling_cpu [family=hawk,griffin size=glob(cpu-*) ...]")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--no-live", action="store_true", help="no live progress line (logs, CI)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides; comma lists, range() and glob() are axes")
+    args = parser.parse_intermixed_args(argv)
+
+    from launch.display import console, plan_table, progress_line, summary_table
+    from launch.grid import expand
+    from launch.plan import build_plan
+
+    plain, axes, grid = expand(args.overrides)
+    from experiments.configuration import compose, to_dict
+
+    base = to_dict(compose(plain))
+    name = base["experiment"]["name"]
+    plan = build_plan(name, axes, grid)
+    out = console()
+    out.print(plan_table(plan))
+    total = sum(r.est_seconds or 0 for r in plan.todo())
+    out.print(f"{len(plan.todo())} to run, {len(plan.runs) - len(plan.todo())} already done; store {plan.store.root}")
+    if args.dry_run:
+        return 0
+    manifest = plan.store.write_sweep(name, {"config": base, "grid": {"axes": axes, "points": grid},
+                                             "runs": [r.ref.run_id for r in plan.runs]})
+    from launch.scheduler import Scheduler, start_ray
+
+    started = start_ray(plan.launcher)
+    try:
+        if args.no_live or not out.is_terminal:
+            last = [""]
+
+            def show(s):
+                line = progress_line(s)
+                if line.split("| elapsed")[0] != last[0]:
+                    last[0] = line.split("| elapsed")[0]
+                    print(line, flush=True)
+
+            outcomes = Scheduler(plan, on_change=show).run()
+        else:
+            from rich.live import Live
+
+            with Live(console=out, refresh_per_second=2) as live:
+                outcomes = Scheduler(plan, on_change=lambda s: live.update(progress_line(s))).run()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    out.print(summary_table(plan, outcomes))
+    out.print(f"sweep manifest: {manifest}" + (f" (estimated {total / 60:.1f} min)" if total else ""))
+    failed = [o for o in outcomes.values() if o.status == "FAILED"]
+    return 1 if failed else 0
+
+
+sweep_main = _guard(_sweep)
+
+if __name__ == "__main__":
+    sys.exit(sweep_main())

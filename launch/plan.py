@@ -1,0 +1,179 @@
+"""The sweep plan: every grid point composed, validated and sized before anything launches.
+
+For each run: id, family, size, parameters, tokens, steps, FLOPs (exact), estimated time from
+a measured throughput, resources, and whether it is already done. For TPU launchers also the
+chips, chip-hours at a stated MFU, and the memory per device under the run's sharding; a run
+that does not fit is rejected. Plain Python: no JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import statistics
+from typing import Any, Sequence
+
+from experiments.configuration import UsageError, compose, to_dict
+from experiments.runner import RunRef, resolve
+from griffin_core import counting
+from griffin_core.config import ConfigError
+from griffin_core.data.errors import DataError
+from griffin_core.run_store import RunStore, StoreError
+from launch.tpu_types import parse_pod_type
+
+# Fallbacks when nothing has been measured yet: a fraction of the cached matmul peak, and the
+# fixed cost of a run (process start, compilation, evaluations, checkpoints).
+ASSUMED_CPU_MFU = 0.2
+ASSUMED_OVERHEAD_S = 20.0
+
+
+@dataclasses.dataclass
+class PlannedRun:
+    ref: RunRef
+    overrides: list[str]
+    point: dict[str, str]
+    """The grid axes' values of this point."""
+    state: str
+    """Store status: PENDING | RUNNING | SUCCESS | FAILED | DIVERGED."""
+    flops: float
+    est_seconds: float | None
+    resources: dict[str, float]
+    tpu: dict[str, Any] | None = None
+
+    @property
+    def config(self) -> dict:
+        return dict(self.ref.spec.config)
+
+    @property
+    def done(self) -> bool:
+        return self.state == "SUCCESS"
+
+
+@dataclasses.dataclass
+class Plan:
+    name: str
+    axes: dict[str, list[str]]
+    runs: list[PlannedRun]
+    store: RunStore
+    launcher: dict[str, Any]
+
+    def todo(self) -> list[PlannedRun]:
+        return [r for r in self.runs if not r.done]
+
+
+def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[str]], *,
+               store_kwargs: dict | None = None) -> Plan:
+    """Compose and validate every point; raise UsageError naming the first bad point."""
+    refs = []
+    for overrides in grid:
+        point = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in axes}
+        try:
+            cfg = to_dict(compose(list(overrides)))
+            refs.append((resolve(cfg), list(overrides), point))
+        except (UsageError, ConfigError, DataError) as err:
+            where = " ".join(f"{k}={v}" for k, v in point.items()) or "the only point"
+            raise UsageError(f"grid point {where}: {' '.join(str(err).split())}") from None
+    if not refs:
+        raise UsageError("the sweep has no grid points")
+    first = refs[0][0].spec.config
+    store = RunStore(first["store"]["root"], **(store_kwargs or {}))
+    launcher = dict(first["launcher"])
+    rates = measured_rates(store)
+    runs = []
+    seen = set()
+    for ref, overrides, point in refs:
+        if ref.run_id in seen:
+            continue  # two points that resolve to the same run (e.g. a no-op axis) train once
+        seen.add(ref.run_id)
+        spec = ref.spec
+        flops = spec.flops()["exact"]
+        try:
+            state = store.status(ref.run_id).state
+        except StoreError as err:
+            raise UsageError(str(err)) from None
+        run = PlannedRun(ref, overrides, point, state, flops, None, resources(launcher))
+        if launcher["kind"] == "tpu":
+            run.tpu = tpu_plan(spec, launcher)
+            run.est_seconds = run.tpu["hours"] * 3600
+        else:
+            run.est_seconds = estimate_seconds(spec, rates)
+        runs.append(run)
+    # Largest first, so a small run never finishes alone at the end.
+    runs.sort(key=lambda r: -r.flops)
+    return Plan(name, axes, runs, store, launcher)
+
+
+def resources(launcher: dict[str, Any]) -> dict[str, float]:
+    if launcher["kind"] == "tpu":
+        return {"TPU": parse_pod_type(launcher["tpu_type"]).spec.chips_per_host}
+    out = {"CPU": float(launcher["cpus_per_run"])}
+    if launcher["gpus_per_run"]:
+        out["GPU"] = float(launcher["gpus_per_run"])
+    return out
+
+
+def tpu_plan(spec, launcher: dict[str, Any]) -> dict[str, Any]:
+    """Chips, chip-hours at the stated MFU, and memory per device; rejects runs that do not fit."""
+    tpu = parse_pod_type(launcher["tpu_type"])
+    model_parallel = int(spec.trainer["model_parallel"])
+    if tpu.chips % model_parallel:
+        raise UsageError(f"trainer.model_parallel={model_parallel} does not divide the {tpu.chips} chips of {tpu.pod_type}")
+    data_parallel = tpu.chips // model_parallel
+    mem = counting.memory_per_device(spec.model, spec.schedule.batch_size, spec.schedule.seq_len,
+                                     data_parallel=data_parallel, model_parallel=model_parallel)
+    mfu = float(launcher["assumed_mfu"])
+    hours = spec.flops()["exact"] / (tpu.chips * tpu.spec.peak_flops_per_chip * mfu) / 3600
+    fits = mem["total"] <= tpu.spec.hbm_bytes_per_chip
+    if not fits:
+        raise UsageError(
+            f"run {spec.family} {spec.size} does not fit on {tpu.pod_type}: "
+            f"{mem['total'] / 2**30:.1f} GiB per device (params {mem['params'] / 2**30:.1f}, optimiser "
+            f"{mem['optimizer'] / 2**30:.1f}, activations {mem['activations'] / 2**30:.1f}) > "
+            f"{tpu.spec.hbm_bytes_per_chip / 2**30:.0f} GiB HBM; raise trainer.model_parallel or use a larger slice")
+    return {"pod_type": tpu.pod_type, "chips": tpu.chips, "hosts": tpu.hosts, "mfu": mfu, "hours": hours,
+            "chip_hours": hours * tpu.chips, "memory": mem, "hbm": tpu.spec.hbm_bytes_per_chip,
+            "data_parallel": data_parallel, "model_parallel": model_parallel}
+
+
+def measured_rates(store: RunStore) -> dict[str, float]:
+    """Achieved exact training FLOP/s by family, medians over the store's finished runs, and
+    ("overhead") the median time a run spends outside its training steps."""
+    by_family: dict[str, list[float]] = {}
+    overheads: list[float] = []
+    for run_id in store.list_runs():
+        try:
+            result = store.read_result(run_id)
+        except StoreError:
+            continue
+        if not result or not result.get("tokens_per_s") or result.get("status") != "SUCCESS":
+            continue
+        per_token = result["flops"]["exact"] / max(result["tokens"], 1)
+        by_family.setdefault(result["family"], []).append(result["tokens_per_s"] * per_token)
+        overheads.append(max(0.0, result["wall_time_s"] - result["tokens"] / result["tokens_per_s"]))
+    rates = {fam: statistics.median(v) for fam, v in by_family.items()}
+    if rates:
+        rates["*"] = statistics.median(rates.values())
+        rates["overhead"] = statistics.median(overheads)
+    return rates
+
+
+def cached_matmul_peak() -> float | None:
+    """The dense-matmul peak `griffin-bench` cached for this machine (read without JAX)."""
+    root = os.environ.get("GRIFFIN_CACHE_DIR")
+    path = (pathlib.Path(root).expanduser() if root else pathlib.Path.home() / ".cache" / "griffin-scaling") / "limits.json"
+    try:
+        entries = json.loads(path.read_text()).get("matmul_peak", {})
+        return max(float(e["flops_per_s"]) for e in entries.values())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def estimate_seconds(spec, rates: dict[str, float]) -> float | None:
+    flops = spec.flops()["exact"]
+    rate = rates.get(spec.family) or rates.get("*")
+    if rate is None:
+        peak = cached_matmul_peak()
+        rate = peak * ASSUMED_CPU_MFU if peak else None
+    return flops / rate + rates.get("overhead", ASSUMED_OVERHEAD_S) if rate else None

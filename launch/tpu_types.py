@@ -1,0 +1,56 @@
+"""TPU generations for planning: chips per host, peak bf16 FLOP/s and HBM per chip.
+Plain Python (the driver plans TPU sweeps without JAX or a TPU).
+
+Pod-type names follow Cloud TPU: for v2, v3, v4 and v5p the number counts TensorCores (two per
+chip: v4-16 has 8 chips), for v5e (`v5litepod`) and v6e it counts chips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from griffin_core.config import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class TpuGeneration:
+    cores_per_chip: int
+    chips_per_host: int
+    peak_flops_per_chip: float  # bf16 dense matmul
+    hbm_bytes_per_chip: int
+
+
+GENERATIONS = {
+    "v4": TpuGeneration(2, 4, 275e12, 32 * 2**30),
+    "v5p": TpuGeneration(2, 4, 459e12, 95 * 2**30),
+    "v5litepod": TpuGeneration(1, 4, 197e12, 16 * 2**30),
+    "v6e": TpuGeneration(1, 4, 918e12, 32 * 2**30),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TpuSlice:
+    pod_type: str
+    generation: str
+    chips: int
+    hosts: int
+    spec: TpuGeneration
+
+    @property
+    def head_resource(self) -> str:
+        """The resource Ray puts on host 0 of every slice of this type."""
+        return f"TPU-{self.pod_type}-head"
+
+
+def parse_pod_type(pod_type: str) -> TpuSlice:
+    match = re.fullmatch(r"(v4|v5p|v5litepod|v6e)-(\d+)", pod_type or "")
+    if not match:
+        raise ConfigError(f"launcher.tpu_type={pod_type!r} is not a TPU pod type; expected e.g. "
+                          f"v4-16, v5p-32, v5litepod-16, v6e-8 (generations {sorted(GENERATIONS)})")
+    generation, count = match.group(1), int(match.group(2))
+    spec = GENERATIONS[generation]
+    chips = count // spec.cores_per_chip
+    if chips < 1 or count % spec.cores_per_chip:
+        raise ConfigError(f"launcher.tpu_type={pod_type!r}: {count} is not a whole number of chips")
+    return TpuSlice(pod_type, generation, chips, max(1, -(-chips // spec.chips_per_host)), spec)

@@ -55,9 +55,12 @@ def start_ray(launcher: dict[str, Any], num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     common = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports: nothing leaves the machine
     if launcher.get("ray_address"):
         ray.init(address=launcher["ray_address"], **common, runtime_env=_shipped_code(launcher))
     else:
+        # Loopback only: this makes Ray advertise 127.0.0.1 for every address it hands out.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=num_cpus or len(available_cores()), _node_ip_address="127.0.0.1", **common)
     return True
 

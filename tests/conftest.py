@@ -9,6 +9,9 @@ import pathlib
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Ray: every node of a test cluster on loopback (Ray otherwise advertises the machine's address).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 _CACHE = pathlib.Path(__file__).resolve().parent.parent / ".cache" / "jax-tests"
 

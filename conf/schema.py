@@ -218,6 +218,19 @@ class LauncherConf:
     """How often a running run's owner refreshes its lease."""
     poll_s: float = 5.0
     """How often the driver rechecks a run held by another driver."""
+    compile_cache: Optional[str] = None
+    """Persistent JAX compilation cache shared by the runs; None = <store root>/jax-cache."""
+    ship_code: bool = False
+    """cluster/tpu: ship this checkout's packages to the workers with Ray's runtime environment
+    (py_modules), for clusters where the package is not installed."""
+    num_slices: int = 1
+    """tpu: slices per run; more than 1 is a multi-slice run (jax.distributed over every host of
+    every slice, with the MEGASCALE_* variables set)."""
+    tpu_topology: Optional[str] = None
+    """tpu: the slice's chip topology, e.g. 2x2x2 for v4-16; derived from tpu_type when unset."""
+    distributed_timeout_s: int = 300
+    """Multi-host runs: seconds for every host to join jax.distributed, and for a silent host's
+    heartbeat before the others give up."""
 
 
 @dataclasses.dataclass

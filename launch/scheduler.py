@@ -24,7 +24,8 @@ from launch.worker import compile_cache_env, run_point, xla_env
 
 SYSTEM_ERRORS = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
                  "OutOfMemoryError", "ActorDiedError", "TaskUnschedulableError", "RaySystemError",
-                 "LocalRayletDiedError", "ObjectFetchTimedOutError", "ReferenceCountingAssertionError")
+                 "LocalRayletDiedError", "ObjectFetchTimedOutError", "ReferenceCountingAssertionError",
+                 "SliceHostLost")
 
 
 @dataclasses.dataclass
@@ -100,7 +101,7 @@ class Scheduler:
         self.free_slots = [cores[i:i + cpus] for i in range(0, len(cores) - cpus + 1, cpus)] if self.local else []
         self.max_parallel = self.launcher["max_parallel"] or (len(self.free_slots) if self.local else 10**9)
         cache = self.launcher.get("compile_cache") or _default_cache(plan)
-        self.env = {**xla_env(cpus), **(compile_cache_env(cache) if cache else {})}
+        self.env = {**xla_env(cpus), **(compile_cache_env(cache) if cache else {}), **_test_hooks()}
 
     # -- the loop
     def run(self) -> dict[str, Outcome]:
@@ -191,6 +192,11 @@ class Scheduler:
     def _log_path(self, run: PlannedRun) -> str | None:
         root = self.plan.store.root
         return None if "://" in root else os.path.join(self.plan.store.run_dir(run.ref.run_id), "logs", "worker.log")
+
+
+def _test_hooks() -> dict[str, str]:
+    """GRIFFIN_TEST_* variables (fault injection in tests) reach the workers too."""
+    return {k: v for k, v in os.environ.items() if k.startswith("GRIFFIN_TEST_")}
 
 
 def _is_local(address: str | None) -> bool:

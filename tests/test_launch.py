@@ -1,0 +1,167 @@
+"""griffin-sweep on a real Ray cluster on loopback (`ray.cluster_utils.Cluster`, one per
+module): plans, failure isolation and retries, skipping what succeeded, a killed and restarted
+driver, two drivers at once, and a node lost mid-sweep. Every run trains the same tiny Hawk
+(seeds differ), so after the first compile the shared JAX cache makes runs quick."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments.configuration import UsageError
+from griffin_core.run_store import RunStore, read_metrics
+from launch.cli import sweep_main
+from launch.grid import expand
+
+TINY = ["family=hawk", "size=cpu-30k", "data.seq_len=16", "trainer.batch_size=2", "trainer.budget.rule=steps",
+        "trainer.budget.value=6", "trainer.eval_every=0", "trainer.checkpoint_every=2", "data.eval_sequences=2",
+        "data.position_eval_factor=2", "data.position_eval_docs=2", "logger.wandb.mode=disabled",
+        "launcher.kind=cluster", "launcher.lease_timeout_s=4", "launcher.heartbeat_s=0.5", "launcher.poll_s=0.5"]
+ENTRY = "import sys; from launch.cli import sweep_main; sys.exit(sweep_main(sys.argv[1:]))"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 * 2**20,
+                                                      "include_dashboard": False})
+    ray.init(address=c.address)
+    c.compile_cache = str(tmp_path_factory.mktemp("jax-cache"))
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def args(cluster, root, *extra):
+    return [*TINY, f"launcher.ray_address={cluster.address}", f"launcher.compile_cache={cluster.compile_cache}",
+            f"store.root={root}", "--no-live", *extra]
+
+
+def claims(store: RunStore, run_id: str) -> int:
+    """How many times a worker took this run's lease to train it."""
+    log = pathlib.Path(store.run_dir(run_id)) / "logs" / "worker.log"
+    return log.read_text().count(f"run {run_id}: claimed") if log.exists() else 0
+
+
+def test_grid_axes_from_preset_and_command_line():
+    plain, axes, grid = expand(["experiment=smoke_cpu", "size=glob(cpu-3*)", "trainer.seed=range(0,2)"])
+    assert axes["family"] == ["mqa", "hawk", "griffin"]  # from the preset
+    assert axes["size"] == ["cpu-300k", "cpu-30k"]  # the command line replaces the preset's axis
+    assert len(grid) == 3 * 2 * 2 and grid[0][-3:] == ["family=mqa", "size=cpu-300k", "trainer.seed=0"]
+
+
+def test_bad_point_rejects_the_whole_grid(tmp_path, capsys):
+    code = sweep_main([*TINY, f"store.root={tmp_path}", "size.num_heads=2,5", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "size.num_heads=5" in err and "num_heads=5" in err and "divide width=24" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_dry_run_plans_largest_first_and_writes_nothing(tmp_path, capsys):
+    code = sweep_main([*TINY, f"store.root={tmp_path}", "size=cpu-30k,cpu-50k", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.index("hawk-cpu-50k") < out.index("hawk-cpu-30k")
+    assert "2 to run" in out and not any(tmp_path.iterdir())
+
+
+def test_failure_is_isolated_retried_and_rerun_skips_successes(cluster, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GRIFFIN_TEST_FAIL_SEED", "1")
+    code = sweep_main(args(cluster, tmp_path, "trainer.seed=0,1,2", "launcher.failure_retries=1"))
+    out = capsys.readouterr().out
+    store = RunStore(tmp_path)
+    states = {r: store.status(r).state for r in store.list_runs()}
+    assert code == 1 and sorted(states.values()) == ["FAILED", "SUCCESS", "SUCCESS"]
+    (failed,) = [r for r, s in states.items() if s == "FAILED"]
+    assert claims(store, failed) == 2  # one retry for a real error
+    assert "failing on purpose" in out and "worker.log" in out
+    manifest = json.loads((tmp_path / "sweeps" / "default.json").read_text())
+    assert sorted(manifest["runs"]) == sorted(states)
+    # Fixed: the rerun trains only the failed point; the others are skipped, not run again.
+    monkeypatch.delenv("GRIFFIN_TEST_FAIL_SEED")
+    assert sweep_main(args(cluster, tmp_path, "trainer.seed=0,1,2")) == 0
+    assert all(store.status(r).state == "SUCCESS" for r in states)
+    assert all(claims(store, r) == (3 if r == failed else 1) for r in states)
+
+
+def _driver(cluster, root, *extra, env=None):
+    return subprocess.Popen([sys.executable, "-c", ENTRY, *args(cluster, root, *extra)], env=env or dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait(predicate, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def test_killed_driver_restarts_without_rerunning_successes(cluster, tmp_path):
+    env = dict(os.environ, GRIFFIN_TEST_STALL_AFTER_STEP="3")  # every run stalls after step 3 ...
+    first = _driver(cluster, tmp_path, "trainer.seed=0,1", "launcher.max_parallel=1",
+                    "trainer.budget.value=6", env=env)
+    store = RunStore(tmp_path)
+    runs_started = lambda: [r for r in store.list_runs() if read_metrics(store.run_dir(r))]  # noqa: E731
+    _wait(lambda: runs_started() and read_metrics(store.run_dir(runs_started()[0]))[-1]["step"] >= 3)
+    os.killpg(first.pid, signal.SIGKILL)  # ... so the driver dies with a run half done
+    first.wait()
+    (interrupted,) = runs_started()
+    assert store.status(interrupted).state == "RUNNING"
+    second = _driver(cluster, tmp_path, "trainer.seed=0,1", "launcher.max_parallel=1", "trainer.budget.value=6")
+    out, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, out
+    assert len(store.list_runs()) == 2
+    for run_id in store.list_runs():
+        assert store.status(run_id).state == "SUCCESS"
+        assert [r["step"] for r in read_metrics(store.run_dir(run_id))] == list(range(1, 7))
+    assert claims(store, interrupted) == 2  # resumed once, from its step-2 checkpoint
+    # A third driver finds everything done and runs nothing.
+    third = _driver(cluster, tmp_path, "trainer.seed=0,1", "trainer.budget.value=6")
+    out, _ = third.communicate(timeout=120)
+    assert third.returncode == 0 and out.count("SKIPPED") == 2
+    assert claims(store, interrupted) == 2
+
+
+def test_two_drivers_run_each_point_once(cluster, tmp_path):
+    drivers = [_driver(cluster, tmp_path, "trainer.seed=0,1,2") for _ in range(2)]
+    for d in drivers:
+        out, _ = d.communicate(timeout=300)
+        assert d.returncode == 0, out
+    store = RunStore(tmp_path)
+    assert len(store.list_runs()) == 3
+    for run_id in store.list_runs():
+        assert store.status(run_id).state == "SUCCESS"
+        assert claims(store, run_id) == 1
+        assert [r["step"] for r in read_metrics(store.run_dir(run_id))] == list(range(1, 7))
+
+
+def test_node_lost_mid_sweep_is_retried_elsewhere(cluster, tmp_path):
+    node = cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
+    cluster.wait_for_nodes()
+    env = dict(os.environ, GRIFFIN_TEST_STEP_SLEEP="0.1")  # 40 steps of ~0.1 s: time to pull the node
+    driver = _driver(cluster, tmp_path, "trainer.seed=0,1", "trainer.budget.value=40",
+                     "trainer.checkpoint_every=5", env=env)
+    store = RunStore(tmp_path)
+    progressing = lambda: [r for r in store.list_runs() if store.status(r).state == "RUNNING"  # noqa: E731
+                           and (read_metrics(store.run_dir(r)) or [{"step": 0}])[-1]["step"] >= 6]
+    _wait(lambda: len(progressing()) == 2)
+    cluster.remove_node(node)  # one of the two runs was placed there and dies with it
+    out, _ = driver.communicate(timeout=400)
+    assert driver.returncode == 0, out
+    assert "1p/0e" in out  # retried once on the preemption budget, not the failure budget
+    for run_id in store.list_runs():
+        assert store.status(run_id).state == "SUCCESS"
+        assert [r["step"] for r in read_metrics(store.run_dir(run_id))] == list(range(1, 41))
+    assert sorted(claims(store, r) for r in store.list_runs()) == [1, 2]

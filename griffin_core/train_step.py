@@ -42,8 +42,8 @@ def train_step(cfg: ModelConfig, optimizer: optax.GradientTransformation, schedu
     loss, grads = jax.value_and_grad(lambda p: mean_loss(cfg, p, batch))(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "lr": schedule(state.step), "grad_norm": optax.global_norm(grads),
-               "param_norm": optax.global_norm(params), "update_norm": optax.global_norm(updates)}
+    metrics = {"loss": loss, "lr": schedule(state.step), "grad_norm": optax.tree.norm(grads),
+               "param_norm": optax.tree.norm(params), "update_norm": optax.tree.norm(updates)}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 

@@ -111,6 +111,8 @@ class OptimConf:
     """Per-size rule: the reference width."""
     lr_exponent: float = 0.5
     """Per-size rule: lr scales as width ** -lr_exponent."""
+    lr_multiplier: float = 1.0
+    """Multiplies the peak learning rate (given or from the rule): learning-rate sweeps."""
     beta1: float = 0.9
     """AdamW beta1."""
     beta2: float = 0.95

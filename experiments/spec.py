@@ -86,7 +86,7 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         raise ConfigError(f"data.path must be given for a {data['source']!r} source")
     for key in ("seq_len", "eval_sequences", "position_eval_factor", "position_eval_docs"):
         _positive(data, key, "data")
-    for key in ("lr_ref", "width_ref", "beta1", "beta2", "eps", "min_lr_ratio"):
+    for key in ("lr_ref", "width_ref", "beta1", "beta2", "eps", "min_lr_ratio", "lr_multiplier"):
         _positive(optim, key, "optim")
     if optim["lr"] is not None:
         _positive(optim, "lr", "optim")
@@ -119,7 +119,8 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
     budget = BudgetSpec(rule=b["rule"], value=float(b["value"]), flop_convention=b["flop_convention"], label=b["label"])
     schedule = make_schedule(
         budget, model, row, data["seq_len"], batch_size=trainer["batch_size"], min_steps=trainer["min_steps"],
-        max_batch_tokens=trainer["max_batch_tokens"], lr=optim["lr"], lr_ref=optim["lr_ref"],
+        max_batch_tokens=trainer["max_batch_tokens"], lr=optim["lr"], lr_multiplier=optim["lr_multiplier"],
+        lr_ref=optim["lr_ref"],
         width_ref=optim["width_ref"], lr_exponent=optim["lr_exponent"],
         warmup_fraction=optim["warmup_fraction"], warmup_min_steps=optim["warmup_min_steps"])
     resolved_optim = {k: optim[k] for k in ("beta1", "beta2", "eps", "weight_decay", "min_lr_ratio", "clip_norm")}

@@ -110,7 +110,7 @@ def rule_lr(width: int, lr_ref: float, width_ref: int, exponent: float) -> float
 def make_schedule(budget: BudgetSpec, cfg: ModelConfig, row: SizeSpec, seq_len: int, *,
                   batch_size: int | None, min_steps: int, max_batch_tokens: int, lr: float | None,
                   lr_ref: float, width_ref: int, lr_exponent: float, warmup_fraction: float,
-                  warmup_min_steps: int) -> Schedule:
+                  warmup_min_steps: int, lr_multiplier: float = 1.0) -> Schedule:
     if budget.rule == "steps":
         batch = batch_size or STEPS_RULE_BATCH
         steps = int(budget.value)
@@ -118,7 +118,7 @@ def make_schedule(budget: BudgetSpec, cfg: ModelConfig, row: SizeSpec, seq_len: 
         tokens = budget_tokens(budget, cfg, row, seq_len)
         batch = batch_size or rule_batch_size(tokens, seq_len, min_steps, max_batch_tokens)
         steps = max(1, math.ceil(tokens / (batch * seq_len)))
-    peak = lr if lr is not None else rule_lr(cfg.width, lr_ref, width_ref, lr_exponent)
+    peak = lr_multiplier * (lr if lr is not None else rule_lr(cfg.width, lr_ref, width_ref, lr_exponent))
     warmup = min(max(warmup_min_steps, round(warmup_fraction * steps)), max(steps // 2, 1))
     return Schedule(tokens=steps * batch * seq_len, batch_size=batch, seq_len=seq_len, steps=steps,
                     lr=peak, warmup_steps=warmup)

@@ -69,6 +69,8 @@ class ModelConf:
     """Local attention query block; 0 = the window."""
     local_window: Optional[int] = None
     """Override the size row's window (e.g. 128 for length-256 CPU studies)."""
+    remat: bool = False
+    """Recompute each block's activations in the backward pass (memory for compute)."""
 
 
 @dataclasses.dataclass
@@ -79,6 +81,8 @@ class DataConf:
     """File or folder for 'text', the .bin token file for 'tokens'."""
     vocab_size: Optional[int] = None
     """Vocabulary of a 'tokens' file (the byte tokenizer and tasks set their own)."""
+    token_dtype: str = "uint16"
+    """Element type of a 'tokens' file: uint16 (nanoGPT), or uint32 for vocabularies over 65,536."""
     hf_dataset: Optional[str] = None
     """Hugging Face dataset name for 'hf' (needs the `datasets` package and network)."""
     hf_split: str = "train"
@@ -156,6 +160,9 @@ class TrainerConf:
     """Batch rule: the largest power-of-two batch that still gives at least this many steps."""
     max_batch_tokens: int = 1_048_576
     """Batch rule: upper bound on tokens per step."""
+    microbatches: int = 1
+    """Gradient accumulation: each step runs the batch in this many slices (same result,
+    1/microbatches of the activation memory)."""
     seed: int = 0
     """Initialisation and data order."""
     eval_every: int = 100
@@ -249,6 +256,8 @@ class ExperimentConf:
     """What this preset reproduces."""
     sweep: dict[str, str] = dataclasses.field(default_factory=dict)
     """Grid axes in Hydra's override grammar, e.g. {family: 'mqa,hawk,griffin', size: 'glob(cpu-*)'}."""
+    size_overrides: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    """Extra overrides for the grid points of a size, e.g. {7B: ['launcher.tpu_type=v4-256']}."""
 
 
 @dataclasses.dataclass

@@ -24,7 +24,7 @@ def build_source(data: Mapping[str, Any]):
     if kind == "text":
         return make_source("text", paths=[data["path"]])
     if kind == "tokens":
-        return make_source("tokens", train=data["path"], vocab_size=int(data["vocab_size"]))
+        return make_source("tokens", train=data["path"], vocab_size=int(data["vocab_size"]), dtype=data["token_dtype"])
     return make_source("hf", path=data["hf_dataset"], text_field=data["hf_text_field"],
                        train_split=data["hf_split"])
 

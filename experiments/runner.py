@@ -18,6 +18,7 @@ import numpy as np
 
 from experiments import run_data
 from experiments.spec import RunSpec, validate
+from griffin_core.data.errors import DataError
 from griffin_core.run_store import RunStore, compute_run_id
 
 
@@ -28,6 +29,8 @@ class RunRef:
     spec: RunSpec
     run_id: str
     fingerprint: str
+    data_error: str | None = None
+    """Planning without the data (a paper-scale dry run on a laptop): why it is missing."""
 
 
 @dataclasses.dataclass
@@ -38,12 +41,18 @@ class RunReport:
     result: dict | None = None
 
 
-def resolve(cfg: Mapping[str, Any]) -> RunRef:
-    """Validate the config and compute the run id (no JAX; reads the data's fingerprint)."""
+def resolve(cfg: Mapping[str, Any], require_data: bool = True) -> RunRef:
+    """Validate the config and compute the run id (no JAX; reads the data's fingerprint).
+    With require_data=False a missing data file is recorded instead of raised (dry runs)."""
     spec = validate(cfg)
-    fingerprint = run_data.fingerprint(spec.data, spec.schedule.batch_size, spec.seed)
+    try:
+        fingerprint, error = run_data.fingerprint(spec.data, spec.schedule.batch_size, spec.seed), None
+    except DataError as err:
+        if require_data:
+            raise
+        fingerprint, error = "no-data", " ".join(str(err).split())
     run_id = compute_run_id(spec.family, spec.size, spec.budget_label, spec.semantic(), fingerprint)
-    return RunRef(spec, run_id, fingerprint)
+    return RunRef(spec, run_id, fingerprint, error)
 
 
 def store_for(cfg: Mapping[str, Any]) -> RunStore:
@@ -146,7 +155,10 @@ def execute_distributed(cfg: Mapping[str, Any], coordinator_address: str, num_pr
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address, num_processes, process_id,
                                coordinator_bind_address=bind_address, initialization_timeout=init_timeout_s,
-                               heartbeat_timeout_seconds=heartbeat_timeout_s)
+                               heartbeat_timeout_seconds=heartbeat_timeout_s,
+                               # A host whose run raised must not wait minutes at the shutdown barrier
+                               # while its peers sit in a collective: the slice is retried as a whole.
+                               shutdown_timeout_seconds=heartbeat_timeout_s)
     try:
         return execute(resolve(cfg), store_for(cfg), progress=progress and process_id == 0, sweep=sweep)
     finally:

@@ -98,7 +98,7 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         raise ConfigError(f"optim.name={optim['name']!r} is unknown; known: ['adamw']")
     if trainer["batch_size"] is not None:
         _positive(trainer, "batch_size", "trainer")
-    for key in ("min_steps", "max_batch_tokens", "spike_factor", "spike_window", "model_parallel"):
+    for key in ("min_steps", "max_batch_tokens", "spike_factor", "spike_window", "model_parallel", "microbatches"):
         _positive(trainer, key, "trainer")
     for key in ("eval_every", "checkpoint_every", "spike_warmup", "seed"):
         _positive(trainer, key, "trainer", allow_zero=True)
@@ -114,7 +114,7 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         rope_fraction=family["rope_fraction"], embed_scale=family["embed_scale"],
         logit_softcap=family["logit_softcap"], lambda_init=family["lambda_init"], dtype=model_over["dtype"],
         scan_impl=model_over["scan_impl"], scan_unroll=model_over["scan_unroll"],
-        attention_block_size=model_over["attention_block_size"])
+        attention_block_size=model_over["attention_block_size"], remat=model_over["remat"])
     b = trainer["budget"]
     budget = BudgetSpec(rule=b["rule"], value=float(b["value"]), flop_convention=b["flop_convention"], label=b["label"])
     schedule = make_schedule(
@@ -123,6 +123,8 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         lr_ref=optim["lr_ref"],
         width_ref=optim["width_ref"], lr_exponent=optim["lr_exponent"],
         warmup_fraction=optim["warmup_fraction"], warmup_min_steps=optim["warmup_min_steps"])
+    if schedule.batch_size % trainer["microbatches"]:
+        raise ConfigError(f"trainer.microbatches={trainer['microbatches']} must divide the batch size {schedule.batch_size}")
     resolved_optim = {k: optim[k] for k in ("beta1", "beta2", "eps", "weight_decay", "min_lr_ratio", "clip_norm")}
     resolved_optim |= {"lr": schedule.lr, "warmup_steps": schedule.warmup_steps}
     return RunSpec(family=family["name"], size=row.name, model=model, row=row, data=dict(data),

@@ -82,7 +82,8 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
 
     state_sharding = state_shardings(mesh, jax.eval_shape(make_state))
     state = jax.jit(make_state, out_shardings=state_sharding)()
-    step_fn = jax.jit(functools.partial(train_step, model, optimizer, lr_schedule),
+    step_fn = jax.jit(functools.partial(train_step, model, optimizer, lr_schedule,
+                                        microbatches=trainer["microbatches"]),
                       in_shardings=(state_sharding, None), out_shardings=(state_sharding, replicated(mesh)),
                       donate_argnums=0)
     evaluate = Evaluator(spec, data, mesh)

@@ -98,6 +98,9 @@ class ModelConfig:
     """Unroll of the sequential scan; 0 picks the device's tuned default (see scan.py)."""
     attention_block_size: int = 0
     """Query block of local attention (keys per block = window + block); 0 means the window."""
+    remat: bool = False
+    """Recompute each residual block's activations in the backward pass: the memory of a step
+    then holds one residual stream per layer instead of every intermediate (paper-scale runs)."""
 
     def __post_init__(self) -> None:
         if not self.block_pattern:

@@ -305,8 +305,18 @@ ACTIVATION_KEYS = ("residual_and_norms", "mlp", "recurrent", "attention_linear",
 
 
 def activation_bytes(cfg: ModelConfig, batch: int, seq_len: int) -> float:
-    """Activation bytes kept for the backward pass of one [batch, seq_len] step."""
-    return sum(activation_bytes_per_token(cfg, seq_len).values()) * batch * seq_len
+    """Activation bytes kept for the backward pass of one [batch, seq_len] step. With
+    `cfg.remat` each layer keeps only its input (D, compute dtype) and one layer at a time
+    is recomputed in full: the layers' terms are replaced by depth * D c + the largest layer."""
+    per_token = activation_bytes_per_token(cfg, seq_len)
+    if cfg.remat:
+        layers = sum(v for k, v in per_token.items() if k not in ("output", "backward_workspace"))
+        one_layer = max(sum(activation_bytes_per_token(cfg.replace(family="custom", depth=1, block_pattern=(kind,), remat=False),
+                                                       seq_len)[k] for k in ACTIVATION_KEYS[:5])
+                        for kind in set(cfg.block_types))
+        kept = cfg.depth * cfg.width * DTYPE_BYTES[cfg.dtype] + one_layer
+        return (sum(per_token.values()) - layers + kept) * batch * seq_len
+    return sum(per_token.values()) * batch * seq_len
 
 
 def decode_cache_bytes(cfg: ModelConfig, length: int) -> int:
@@ -330,13 +340,14 @@ def decode_cache_bytes(cfg: ModelConfig, length: int) -> int:
 
 
 def memory_per_device(cfg: ModelConfig, batch: int, seq_len: int, data_parallel: int = 1,
-                      model_parallel: int = 1) -> dict[str, float]:
+                      model_parallel: int = 1, microbatches: int = 1) -> dict[str, float]:
     """Bytes per device of one training step, for the planner to reject runs that do not fit.
 
     `batch` is the global batch (sequences per step). Parameters, gradients and optimiser state
     are sharded over `model_parallel` (and replicated over `data_parallel`); activations are
     sharded over `data_parallel` (each device holds batch / data_parallel sequences; their
-    model-parallel sharding is not counted, so this errs on the safe side). Fragmentation, the
+    model-parallel sharding is not counted, so this errs on the safe side); gradient
+    accumulation over `microbatches` divides them again. Fragmentation, the
     compiled code and the data pipeline are not included: keep a margin (docs/counting.md).
     """
     if data_parallel < 1 or model_parallel < 1:
@@ -344,7 +355,7 @@ def memory_per_device(cfg: ModelConfig, batch: int, seq_len: int, data_parallel:
     params = param_bytes(cfg) / model_parallel
     grads = gradient_bytes(cfg) / model_parallel
     opt = optimizer_bytes(cfg) / model_parallel
-    acts = activation_bytes(cfg, math.ceil(batch / data_parallel), seq_len)
+    acts = activation_bytes(cfg, math.ceil(batch / (data_parallel * microbatches)), seq_len)
     return {"params": params, "gradients": grads, "optimizer": opt, "activations": acts,
             "total": params + grads + opt + acts}
 

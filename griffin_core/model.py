@@ -68,7 +68,9 @@ class Griffin(nn.Module):
         self.compute_dtype = jnp.dtype(cfg.dtype)
         self.embedding = self.param("embedding", init.embedding_normal(cfg.width),
                                     (cfg.vocab_size, cfg.width), jnp.dtype(cfg.param_dtype))
-        self.blocks = [ResidualBlock(cfg, kind, self.compute_dtype, jnp.dtype(cfg.param_dtype), name=f"block_{i}")
+        # nn.remat keeps the parameter names: a remat model reads the same checkpoints.
+        block_cls = nn.remat(ResidualBlock) if cfg.remat else ResidualBlock
+        self.blocks = [block_cls(cfg, kind, self.compute_dtype, jnp.dtype(cfg.param_dtype), name=f"block_{i}")
                        for i, kind in enumerate(cfg.block_types)]
         self.final_norm = RMSNorm(cfg.norm_eps, jnp.dtype(cfg.param_dtype))
 

@@ -27,10 +27,16 @@ def _sweep(argv: Sequence[str]) -> int:
 
     base = to_dict(compose(plain))
     name = base["experiment"]["name"]
-    plan = build_plan(name, axes, grid)
+    plan = build_plan(name, axes, grid, require_data=not args.dry_run)
     out = console()
     out.print(plan_table(plan))
+    missing = {r.ref.data_error for r in plan.runs if r.ref.data_error}
+    for reason in missing:
+        out.print(f"[yellow]data not on this machine ({reason}): planned without its fingerprint[/yellow]")
     total = sum(r.est_seconds or 0 for r in plan.todo())
+    if plan.launcher["kind"] == "tpu":
+        chip_hours = sum(r.tpu["chip_hours"] for r in plan.todo())
+        out.print(f"TPU total: {chip_hours:,.0f} chip-hours at {plan.launcher['assumed_mfu']:.0%} MFU")
     out.print(f"{len(plan.todo())} to run, {len(plan.runs) - len(plan.todo())} already done; store {plan.store.root}")
     if args.dry_run:
         return 0

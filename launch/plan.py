@@ -64,14 +64,19 @@ class Plan:
 
 
 def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[str]], *,
-               store_kwargs: dict | None = None) -> Plan:
-    """Compose and validate every point; raise UsageError naming the first bad point."""
+               store_kwargs: dict | None = None, require_data: bool = True) -> Plan:
+    """Compose and validate every point; raise UsageError naming the first bad point.
+    require_data=False (dry runs) plans runs whose data is not on this machine."""
     refs = []
     for overrides in grid:
         point = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in axes}
         try:
             cfg = to_dict(compose(list(overrides)))
-            refs.append((resolve(cfg), list(overrides), point))
+            extra = cfg["experiment"]["size_overrides"].get(cfg["size"]["name"])
+            if extra:
+                overrides = [*overrides, *extra]
+                cfg = to_dict(compose(list(overrides)))
+            refs.append((resolve(cfg, require_data), list(overrides), point))
         except (UsageError, ConfigError, DataError) as err:
             where = " ".join(f"{k}={v}" for k, v in point.items()) or "the only point"
             raise UsageError(f"grid point {where}: {' '.join(str(err).split())}") from None
@@ -90,12 +95,13 @@ def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[st
         spec = ref.spec
         flops = spec.flops()["exact"]
         try:
-            state = store.status(ref.run_id).state
+            state = "NO DATA" if ref.data_error else store.status(ref.run_id).state
         except StoreError as err:
             raise UsageError(str(err)) from None
-        run = PlannedRun(ref, overrides, point, state, flops, None, resources(launcher))
-        if launcher["kind"] == "tpu":
-            run.tpu = tpu_plan(spec, launcher)
+        run_launcher = spec.config["launcher"]  # per run: size_overrides may choose its slice
+        run = PlannedRun(ref, overrides, point, state, flops, None, resources(run_launcher))
+        if run_launcher["kind"] == "tpu":
+            run.tpu = tpu_plan(spec, run_launcher)
             run.est_seconds = run.tpu["hours"] * 3600
         else:
             run.est_seconds = estimate_seconds(spec, rates)
@@ -122,7 +128,8 @@ def tpu_plan(spec, launcher: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"trainer.model_parallel={model_parallel} does not divide the {tpu.chips} chips of {tpu.pod_type}")
     data_parallel = tpu.chips // model_parallel
     mem = counting.memory_per_device(spec.model, spec.schedule.batch_size, spec.schedule.seq_len,
-                                     data_parallel=data_parallel, model_parallel=model_parallel)
+                                     data_parallel=data_parallel, model_parallel=model_parallel,
+                                     microbatches=int(spec.trainer["microbatches"]))
     mfu = float(launcher["assumed_mfu"])
     hours = spec.flops()["exact"] / (tpu.chips * tpu.spec.peak_flops_per_chip * mfu) / 3600
     fits = mem["total"] <= tpu.spec.hbm_bytes_per_chip

@@ -135,7 +135,7 @@ class Scheduler:
         if self.launcher["kind"] == "tpu":
             from launch.tpu import submit_slice_run
 
-            ref = submit_slice_run(run.config, self.plan.name, self.launcher, self.env)
+            ref = submit_slice_run(run.config, self.plan.name, run.config["launcher"], self.env)
         else:
             ref = remote.remote(run.config, self.plan.name, cores, log)
         self.running[ref] = _Task(run, cores, time.time())

@@ -53,4 +53,7 @@ def parse_pod_type(pod_type: str) -> TpuSlice:
     chips = count // spec.cores_per_chip
     if chips < 1 or count % spec.cores_per_chip:
         raise ConfigError(f"launcher.tpu_type={pod_type!r}: {count} is not a whole number of chips")
+    if generation in ("v5litepod", "v6e") and chips <= 8:
+        # Single-host slices of these generations hold up to 8 chips on one VM (as Ray sees them).
+        return TpuSlice(pod_type, generation, chips, 1, dataclasses.replace(spec, chips_per_host=chips))
     return TpuSlice(pod_type, generation, chips, max(1, -(-chips // spec.chips_per_host)), spec)

@@ -41,10 +41,14 @@ def test_every_family_and_size_composes():
 
 
 def test_every_experiment_preset_composes():
+    """Each preset's first grid point composes and validates (all points: the dry-run test)."""
+    from launch.grid import expand
+
     for preset in _options("experiment"):
-        cfg = to_dict(compose([f"experiment={preset}"]))
+        _, _, grid = expand([f"experiment={preset}"])
+        cfg = to_dict(compose(grid[0]))
         validate(cfg)
-        assert cfg["experiment"]["name"]
+        assert cfg["experiment"]["name"] == preset
 
 
 @pytest.mark.parametrize("override,match", [

@@ -165,3 +165,15 @@ def test_node_lost_mid_sweep_is_retried_elsewhere(cluster, tmp_path):
         assert store.status(run_id).state == "SUCCESS"
         assert [r["step"] for r in read_metrics(store.run_dir(run_id))] == list(range(1, 41))
     assert sorted(claims(store, r) for r in store.list_runs()) == [1, 2]
+
+
+def test_every_experiment_preset_passes_its_dry_run(tmp_path, capsys):
+    import conf
+
+    presets = sorted(p.stem for p in (pathlib.Path(conf.__file__).parent / "experiment").glob("*.yaml"))
+    assert {"scaling_cpu", "scaling_paper", "isoflop_cpu", "seeds_cpu", "lr_sweep_cpu"} <= set(presets)
+    for preset in presets:
+        assert sweep_main([f"experiment={preset}", f"store.root={tmp_path}", "--dry-run"]) == 0, preset
+    out = capsys.readouterr().out
+    assert "chip-hours" in out and "GiB" in out  # the TPU plan of scaling_paper
+    assert not any(tmp_path.iterdir())

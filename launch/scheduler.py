@@ -37,6 +37,8 @@ class Outcome:
     failures: int = 0
     log_path: str | None = None
     seconds: float = 0.0
+    report: dict | None = None
+    """The worker's last report (CPU seconds, process lifetime, ...)."""
 
 
 @dataclasses.dataclass
@@ -163,9 +165,9 @@ class Scheduler:
         if report["status"] == "BUSY":
             self.waiting.append((time.time() + self.launcher["poll_s"], run))
         elif report["status"] in ("SUCCESS", "SKIPPED", "DIVERGED"):
-            self._finish(run, report["status"], report.get("reason"), task)
+            self._finish(run, report["status"], report.get("reason"), task, report)
         else:
-            self._finish(run, "FAILED", report.get("reason") or report["status"], task)
+            self._finish(run, "FAILED", report.get("reason") or report["status"], task, report)
 
     def _poll_waiting(self) -> None:
         now = time.time()
@@ -184,10 +186,11 @@ class Scheduler:
                 still.append((now + self.launcher["poll_s"], run))
         self.waiting = still
 
-    def _finish(self, run: PlannedRun, status: str, reason: str | None, task: _Task | None) -> None:
+    def _finish(self, run: PlannedRun, status: str, reason: str | None, task: _Task | None,
+                report: dict | None = None) -> None:
         run_id = run.ref.run_id
         self.outcomes[run_id] = Outcome(run, status, reason, self.preemptions[run_id], self.failures[run_id],
-                                        self._log_path(run), time.time() - task.started if task else 0.0)
+                                        self._log_path(run), time.time() - task.started if task else 0.0, report)
 
     def _log_path(self, run: PlannedRun) -> str | None:
         root = self.plan.store.root

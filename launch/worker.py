@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import time
 from typing import Any, Mapping
 
 
@@ -43,9 +45,11 @@ def run_point(cfg: Mapping[str, Any], sweep: str, cores: list[int] | None, log_p
     finally:
         _stop_wandb_service()
     result = report.result or {}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"run_id": report.run_id, "status": report.status, "reason": report.reason,
             "heldout_loss_nats": result.get("heldout_loss_nats"), "wall_time_s": result.get("wall_time_s"),
-            "pid": os.getpid()}
+            "pid": os.getpid(), "cpu_s": usage.ru_utime + usage.ru_stime,
+            "process_s": time.time() - _process_start()}
 
 
 def _stop_wandb_service() -> None:
@@ -58,3 +62,13 @@ def _stop_wandb_service() -> None:
             sys.modules["wandb"].teardown()
         except Exception:  # noqa: BLE001 - logging must never fail a run
             pass
+
+
+def _process_start() -> float:
+    """Wall-clock time this worker process started (Linux /proc; now elsewhere)."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - only a benchmark figure
+        return time.time()

@@ -118,3 +118,17 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys)
     assert code == 2, err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert not root.exists() or not any(root.rglob("*.json")), list(root.rglob("*"))
+
+
+def test_griffin_eval_loss_by_position_from_the_checkpoint(trained, capsys):
+    from experiments.evaluate import main as eval_main
+
+    root, run_id = trained
+    run_dir = RunStore(root).run_dir(run_id)
+    assert eval_main([run_dir, "--length", "128", "--docs", "2"]) == 0
+    out = json.loads((pathlib.Path(run_dir) / "eval" / "loss_by_position_128.json").read_text())
+    assert out["length"] == 128 and len(out["loss_by_position"]) == 128 and out["train_seq_len"] == 32
+    assert all(math.isfinite(x) for x in out["loss_by_position"])
+    assert "mean" in capsys.readouterr().out
+    assert eval_main([str(root)]) == 2  # not a run folder: one line, exit 2
+    assert "not a run folder" in capsys.readouterr().err

@@ -1,0 +1,104 @@
+"""`griffin-eval RUN_DIR [--length L] [--docs N]`: held-out loss by position within documents
+from a run's final checkpoint, at lengths beyond the training length (Fig 5: how far past its
+training length a model keeps improving). Writes `<run>/eval/loss_by_position_<L>.json`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+from typing import Any, Sequence
+
+from experiments.cli import _guard
+from experiments.configuration import UsageError
+
+
+def load_run(run_dir: str):
+    """(RunSpec, store, run id) of a finished run folder."""
+    from experiments.spec import validate
+    from griffin_core.run_store import RunStore
+
+    path = pathlib.Path(run_dir).resolve()
+    if not (path / "config.yaml").is_file():
+        raise UsageError(f"{run_dir}: not a run folder (no config.yaml)")
+    store = RunStore(path.parent.parent)
+    return validate(with_current_defaults(store.read_config(path.name))), store, path.name
+
+
+def with_current_defaults(config: dict) -> dict:
+    """A stored config merged over today's schema, so fields added since the run was made
+    take their defaults (the defaults reproduce the old behaviour)."""
+    from omegaconf import OmegaConf
+
+    from conf.schema import Config
+
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), config), resolve=True)
+
+
+def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]:
+    import jax
+    import numpy as np
+
+    from experiments.run_data import build_source
+    from griffin_core.checkpoint import Checkpointer
+    from griffin_core.data import count_long_documents, long_documents
+    from griffin_core.model import init_params
+    from griffin_core.train_step import eval_step
+
+    spec, store, run_id = load_run(run_dir)
+    ckpt = Checkpointer(store.ckpt_dir(run_id))
+    step = ckpt.latest_step()
+    if step is None:
+        raise UsageError(f"{run_dir}: no checkpoint to evaluate")
+    abstract = jax.eval_shape(lambda: init_params(spec.model, jax.random.PRNGKey(0)))
+    target = jax.tree_util.tree_map(lambda x: jax.numpy.zeros(x.shape, x.dtype), abstract)
+    from griffin_core.optim import OptimSpec, make_optimizer
+    from griffin_core.train_step import init_state
+
+    optimizer = make_optimizer(OptimSpec(total_steps=spec.schedule.steps, **spec.optim))
+    state = ckpt.restore(step, init_state(target, optimizer))
+    source = build_source(spec.data)
+    available = count_long_documents(source, length)
+    if not available:
+        raise UsageError(f"no held-out document has {length + 1} tokens; try a shorter --length")
+    docs = long_documents(source, length, max_docs=max_docs)
+    evaluate = jax.jit(lambda p, b: eval_step(spec.model, p, b))
+    sums = np.zeros(length)
+    n = docs["tokens"].shape[0]
+    for i in range(n):  # one document at a time: memory stays that of one long sequence
+        batch = {k: v[i:i + 1] for k, v in docs.items()}
+        sums += np.asarray(evaluate(state.params, batch)["pos_loss"])
+    losses = (sums / n).tolist()
+    return {"run_id": run_id, "family": spec.family, "size": spec.size, "use_rope": spec.model.use_rope,
+            "train_seq_len": spec.schedule.seq_len, "length": length, "documents": n, "checkpoint_step": step,
+            "loss_by_position": losses, "mean_loss": float(np.mean(losses))}
+
+
+def _eval(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="griffin-eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dirs", nargs="+", help="run folders (<root>/runs/<run-id>)")
+    parser.add_argument("--length", type=int, default=0, help="evaluation length (default 4 x training length)")
+    parser.add_argument("--docs", type=int, default=16, help="held-out documents to average over")
+    args = parser.parse_args(argv)
+    for run_dir in args.run_dirs:
+        spec, _, _ = load_run(run_dir)
+        length = args.length or 4 * spec.schedule.seq_len
+        out = loss_by_position(run_dir, length, args.docs)
+        path = pathlib.Path(run_dir) / "eval" / f"loss_by_position_{length}.json"
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(out))
+        os.replace(tmp, path)
+        quarter = [out["loss_by_position"][int(f * length) - 1] for f in (0.25, 0.5, 0.75, 1.0)]
+        print(f"{out['run_id']}: mean {out['mean_loss']:.4f} nats over {out['documents']} documents of {length}; "
+              f"at 1/4, 1/2, 3/4, end: " + ", ".join(f"{q:.3f}" for q in quarter) + f" -> {path}")
+    return 0
+
+
+main = _guard(_eval)
+
+if __name__ == "__main__":
+    sys.exit(main())

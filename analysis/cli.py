@@ -1,0 +1,271 @@
+"""Command lines: `griffin-fit` (fit any table) and `griffin-figures` (runs -> fits, figures,
+tables). Bad input gives one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.chinchilla import MIN_TPP_SPREAD
+from analysis.core import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, DEFAULT_SEED, FitError, fmt
+from analysis.fitting import FORMS, Columns, TableError, fit_form
+
+EXIT_USAGE = 2
+
+
+def _error(prog: str, msg: str) -> int:
+    print(f"{prog}: error: {' '.join(str(msg).split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def read_table(path: str) -> pd.DataFrame:
+    """A CSV, TSV or Parquet table. TableError (one line) if it cannot be read."""
+    if not os.path.exists(path):
+        raise TableError(f"{path}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if ext in (".tsv", ".tab"):
+            return pd.read_csv(path, sep="\t")
+        if ext in (".csv", ".txt", ""):
+            return pd.read_csv(path)
+    except Exception as e:
+        raise TableError(f"{path}: cannot read the table ({type(e).__name__}: {e})") from None
+    raise TableError(f"{path}: unknown table format {ext!r} (use .csv, .tsv or .parquet)")
+
+
+def _fit_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="griffin-fit",
+        description="Fit a scaling law to any table of runs (params, tokens, FLOPs, final loss, family) and "
+                    "print the fitted constants with bootstrap intervals and the fit's checks.")
+    p.add_argument("table", help="CSV, TSV or Parquet file, one row per run")
+    p.add_argument("--form", required=True, choices=FORMS,
+                   help="powerlaw: L = a C^b; saturating: L = E + A C^-alpha (E shared across families); "
+                        "chinchilla: Approach 3, L = E + A/N^alpha + B/D^beta; isoflop: Approach 2")
+    p.add_argument("--family-col", default=None, help="family column (default: 'family' if the table has one)")
+    p.add_argument("--params-col", default="N", help="parameters column (default N)")
+    p.add_argument("--tokens-col", default="D", help="tokens column (default D)")
+    p.add_argument("--flops-col", default="C", help="FLOPs column (default C; absent: C = 6 N D)")
+    p.add_argument("--loss-col", default="L", help="final loss column (default L)")
+    p.add_argument("--budget-col", default=None, help="IsoFLOP budget labels (default: group FLOPs within 5%%)")
+    p.add_argument("--seed-col", default=None, help="seed column: repeated configs give the seed noise "
+                                                    "(default: 'seed' if the table has one)")
+    p.add_argument("--starts", default="full",
+                   help="Approach-3 start grid: 'full' (the published 4500 starts), 'coarse' (243) or "
+                        "'alpha=0:2:0.5,beta=0:2:0.5,e=-1:1:0.5,a=0:25:5,b=0:25:5'")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N",
+                   help=f"bootstrap resamples of whole runs (default {DEFAULT_BOOTSTRAP}; 0: no intervals)")
+    p.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval level (default 0.95)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed (default 0)")
+    p.add_argument("--per-family-E", action="store_true", help="saturating: fit E per family, not shared")
+    p.add_argument("--holdout", choices=("compute", "size"), default="compute",
+                   help="extrapolation check: hold out the top fraction by compute, or the largest size")
+    p.add_argument("--holdout-frac", type=float, default=0.2, help="fraction held out by compute (default 0.2)")
+    p.add_argument("--no-extrapolation", action="store_true", help="skip the extrapolation check")
+    p.add_argument("--min-tpp-spread", type=float, default=MIN_TPP_SPREAD,
+                   help=f"Approach 3 refuses data whose std of log(D/N) is below this (default {MIN_TPP_SPREAD})")
+    p.add_argument("--out", default=None, help="also write the fit table (CSV) here")
+    return p
+
+
+def fit_main(argv: Sequence[str] | None = None) -> int:
+    """griffin-fit TABLE --form FORM [...]: prints the named constants with intervals."""
+    args = _fit_parser().parse_args(argv)
+    if args.bootstrap < 0:
+        return _error("griffin-fit", "--bootstrap must be >= 0")
+    if not 0 < args.level < 1:
+        return _error("griffin-fit", "--level must be between 0 and 1")
+    try:
+        df = read_table(args.table)
+        family_col = args.family_col or ("family" if "family" in df.columns else None)
+        seed_col = args.seed_col or ("seed" if "seed" in df.columns else None)
+        cols = Columns(params=args.params_col, tokens=args.tokens_col, flops=args.flops_col, loss=args.loss_col,
+                       family=family_col, budget=args.budget_col, seed=seed_col)
+        notes: list[str] = []
+        fits = fit_form(df, args.form, cols, source=args.table, shared_E=not args.per_family_E,
+                        n_boot=args.bootstrap, level=args.level, seed=args.seed, grid=args.starts,
+                        min_tpp_spread=args.min_tpp_spread, extrapolate=not args.no_extrapolation,
+                        holdout=args.holdout, holdout_frac=args.holdout_frac, notes=notes)
+    except (TableError, FitError) as e:
+        return _error("griffin-fit", str(e))
+    for n in notes:
+        print(f"note: {n}")
+    print(render_fits(fits, args.level, df=None))
+    if args.out:
+        from analysis.report import _unique
+
+        table = pd.concat([f.table(args.level) for f in _unique(fits.values())], ignore_index=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def render_fits(fits: dict, level: float, df: pd.DataFrame | None = None) -> str:
+    """The printed report of a family -> Fit mapping: constants, checks, frontier, comparison."""
+    from analysis.compare import compare_families
+    from analysis.frontier import exponents
+    from analysis.report import _unique
+
+    out = []
+    for fit in _unique(fits.values()):
+        out.append(fit.summary(level))
+        if fit.form in ("chinchilla", "isoflop"):
+            ex = exponents(fit)
+            out.append("  frontier: N_opt ∝ C^a, a = {} [{}, {}];  D_opt ∝ C^b, b = {} [{}, {}]".format(
+                *(fmt(v) for v in ex["a"]), *(fmt(v) for v in ex["b"])))
+        if fit.form == "isoflop" and getattr(fit, "budgets", None) is not None:
+            for r in fit.budgets.itertuples():
+                status = f"N_opt = {r.N_opt:.4g}, D_opt = {r.D_opt:.4g}" if r.used else "not used"
+                out.append(f"    budget {r.budget} (C = {r.C:.4g}, {r.n_runs} runs): {status}"
+                           f"{'; ' + r.note if r.note else ''}")
+    lawful = {f: v for f, v in fits.items() if v.form in ("powerlaw", "saturating")}
+    if len(lawful) > 1:
+        fits_list = _unique(lawful.values())
+        cs = [np.exp(f.law.c0) for f in fits_list]
+        comp = compare_families(lawful, [float(np.exp(np.mean(np.log(cs))))], level)
+        out.append("families at matched compute (C = {:.3g}):".format(comp["C"].iloc[0]))
+        for r in comp.itertuples():
+            out.append(f"  {r.family_a} vs {r.family_b}: loss ratio {r.loss_ratio:.4f} [{r.loss_ratio_lo:.4f}, "
+                       f"{r.loss_ratio_hi:.4f}]; {r.family_b} needs {fmt(r.multiplier)}x the compute "
+                       f"[{fmt(r.multiplier_lo)}, {fmt(r.multiplier_hi)}] to match {r.family_a}")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------
+# griffin-figures
+
+
+def _figures_parser() -> argparse.ArgumentParser:
+    from analysis.load import CONVENTIONS
+
+    p = argparse.ArgumentParser(
+        prog="griffin-figures",
+        description="Load runs (a run store, a sweep manifest or W&B), fit the scaling laws, and write every "
+                    "registered figure (PNG and PDF) with the fit table (CSV and Markdown).")
+    p.add_argument("runs", metavar="RUNS_DIR",
+                   help="run store root, <root>/sweeps/<name>.json, or wandb:ENTITY/PROJECT")
+    p.add_argument("--sweep", default=None, help="sweep name within the store (or the W&B group)")
+    p.add_argument("--out", default=None, help="output folder (default <root>/figures[/<sweep>], ./figures for W&B)")
+    p.add_argument("--convention", default="exact", choices=CONVENTIONS, help="FLOP convention (default exact)")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N", help="bootstrap resamples")
+    p.add_argument("--starts", default="full", help="Approach-3 start grid (see griffin-fit --help)")
+    p.add_argument("--level", type=float, default=DEFAULT_LEVEL)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--only", default=None, help="comma-separated figure names (default: all registered)")
+    p.add_argument("--formats", default="png,pdf", help="comma-separated file formats (default png,pdf)")
+    p.add_argument("--list", action="store_true", help="list the registered figures and exit")
+    p.add_argument("--no-conventions", action="store_true", help="skip the exponents-across-conventions table")
+    p.add_argument("--wandb", action="store_true", help="also log the figures and tables to the sweep's W&B group")
+    p.add_argument("--wandb-project", default=None, help="W&B project (default: the sweep's, else griffin-scaling)")
+    p.add_argument("--wandb-entity", default=None)
+    p.add_argument("--wandb-mode", default="auto", choices=("auto", "online", "offline", "disabled"),
+                   help="auto: online with an API key and a reachable host, else offline (then `wandb sync`)")
+    return p
+
+
+def figures_main(argv: Sequence[str] | None = None) -> int:
+    """griffin-figures RUNS_DIR [--out DIR] [--convention exact] [--wandb]."""
+    args = _figures_parser().parse_args(argv)
+    from analysis import figures as F
+
+    if args.list:
+        for spec in F.FIGURES.values():
+            print(f"{spec.name}: {spec.description}")
+        return 0
+    from analysis.load import ConventionError, load_runs
+    from analysis.report import analyse, write_tables
+    from griffin_core.run_store import StoreError
+
+    try:
+        only = [n.strip() for n in args.only.split(",")] if args.only else None
+        unknown = [n for n in only or [] if n not in F.FIGURES]
+        if unknown:
+            raise TableError(f"unknown figure(s) {unknown}; registered: {list(F.FIGURES)}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)  # exclusions are printed one per line
+            runs = load_runs(args.runs, args.sweep)
+        if not len(runs.runs):
+            raise TableError(f"{args.runs}: no usable runs ({len(runs.excluded)} excluded)")
+        print(f"loaded {len(runs.runs)} runs from {runs.source}"
+              f"{' (sweep ' + runs.sweep + ')' if runs.sweep else ''}; excluded {len(runs.excluded)}")
+        report = analyse(runs, args.convention, n_boot=args.bootstrap, level=args.level, seed=args.seed,
+                         grid=args.starts, convention_table=not args.no_conventions)
+    except (TableError, FitError, StoreError, ConventionError) as e:
+        return _error("griffin-figures", str(e))
+    out = args.out or _default_out(args.runs, runs.sweep)
+    inputs = F.FigureInputs(frame=report.frame, curves=runs.curves, positions=runs.positions, lengths=runs.lengths,
+                            report=report, convention=args.convention, entropies=report.entropies, runs=runs.runs)
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    written, skipped = F.render(inputs, out, only, formats)
+    written += write_tables(report, out)
+    for form, by_family in report.fits.items():
+        print(render_fits(by_family, args.level))
+    for form, msg in report.refused.items():
+        print(f"{form}: not fitted: {msg}")
+    for s in skipped:
+        print(f"figure {s}")
+    print(f"wrote {len(written)} files to {out}")
+    if args.wandb:
+        project = args.wandb_project or _manifest_project(runs.manifest) or "griffin-scaling"
+        url = log_to_wandb(written, {"fit_table": report.table(), "fit_checks": report.checks()},
+                           project=project, entity=args.wandb_entity, group=runs.sweep, mode=args.wandb_mode)
+        print(f"logged the figures and tables to W&B ({project}, group {runs.sweep}){': ' + url if url else ''}")
+    return 0
+
+
+def _default_out(source: str, sweep: str | None) -> str:
+    if str(source).startswith("wandb:"):
+        return "figures"
+    s = os.fspath(source)
+    root = os.path.dirname(os.path.dirname(s)) if s.endswith(".json") else s
+    return os.path.join(root, "figures", sweep) if sweep else os.path.join(root, "figures")
+
+
+def _manifest_project(manifest: dict | None) -> str | None:
+    try:
+        return manifest["config"]["logger"]["wandb"]["project"]
+    except (TypeError, KeyError):
+        return None
+
+
+def wandb_mode(mode: str = "auto") -> str:
+    """'online', 'offline' or 'disabled': the trainer's rule (online only with an API key and a
+    reachable host; WANDB_MODE honoured), so a machine without a key never gets a login prompt."""
+    try:
+        from experiments.wandb_logger import resolve_mode  # stdlib only: no JAX
+    except ImportError:  # analysis installed without experiments
+        env = os.environ.get("WANDB_MODE", "").lower()
+        return mode if mode != "auto" else ("disabled" if env == "disabled" else "offline" if env else "online")
+    return resolve_mode(mode)
+
+
+def log_to_wandb(files: Sequence[str], tables: dict[str, pd.DataFrame], *, project: str, group: str | None,
+                 entity: str | None = None, mode: str = "auto", wandb_module: Any = None) -> str | None:
+    """Log the PNG figures and the tables to an 'analysis' run in the sweep's W&B group.
+    `wandb_module` replaces the wandb package (tests pass a fake). Returns the run's URL."""
+    if wandb_module is None:
+        import wandb as wandb_module  # only with --wandb
+    run = wandb_module.init(project=project, entity=entity, group=group, job_type="analysis",
+                            name=f"figures-{group or 'runs'}", mode=wandb_mode(mode))
+    try:
+        images = {os.path.splitext(os.path.basename(f))[0]: wandb_module.Image(f) for f in files if f.endswith(".png")}
+        if images:
+            run.log(images)
+        for name, df in tables.items():
+            if df is not None and len(df):
+                run.log({name: wandb_module.Table(dataframe=df.astype(object).where(df.notna(), None))})
+    finally:
+        run.finish()
+    return getattr(run, "url", None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(fit_main())

@@ -210,8 +210,12 @@ class Evaluator:
         docs = self.data.position_docs
         if docs is None:
             return []
-        # Whole chunks of `batch_size` documents, so every process gets an equal share.
-        step = self.spec.schedule.batch_size
+        # Whole chunks of up to `batch_size` documents, a multiple of the process count, so every
+        # process gets an equal share.
+        step = min(self.spec.schedule.batch_size, docs["tokens"].shape[0])
+        step -= step % jax.process_count()
+        if step == 0:
+            return []
         n = docs["tokens"].shape[0] // step * step
         if n == 0:
             return []

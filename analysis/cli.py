@@ -176,6 +176,8 @@ def figures_main(argv: Sequence[str] | None = None) -> int:
     args = _figures_parser().parse_args(argv)
     from analysis import figures as F
 
+    for note in F.discover():
+        print(f"note: {note}", file=sys.stderr)
     if args.list:
         for spec in F.FIGURES.values():
             print(f"{spec.name}: {spec.description}")
@@ -201,8 +203,10 @@ def figures_main(argv: Sequence[str] | None = None) -> int:
     except (TableError, FitError, StoreError, ConventionError) as e:
         return _error("griffin-figures", str(e))
     out = args.out or _default_out(args.runs, runs.sweep)
+    root = None if str(args.runs).startswith("wandb:") else runs.source[len("store:"):]
     inputs = F.FigureInputs(frame=report.frame, curves=runs.curves, positions=runs.positions, lengths=runs.lengths,
-                            report=report, convention=args.convention, entropies=report.entropies, runs=runs.runs)
+                            report=report, convention=args.convention, entropies=report.entropies, runs=runs.runs,
+                            root=root, sweep=runs.sweep)
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     written, skipped = F.render(inputs, out, only, formats)
     written += write_tables(report, out)
@@ -213,11 +217,16 @@ def figures_main(argv: Sequence[str] | None = None) -> int:
     for s in skipped:
         print(f"figure {s}")
     print(f"wrote {len(written)} files to {out}")
+    failed = [s for s in skipped if ": FAILED (" in s]
     if args.wandb:
         project = args.wandb_project or _manifest_project(runs.manifest) or "griffin-scaling"
         url = log_to_wandb(written, {"fit_table": report.table(), "fit_checks": report.checks()},
                            project=project, entity=args.wandb_entity, group=runs.sweep, mode=args.wandb_mode)
         print(f"logged the figures and tables to W&B ({project}, group {runs.sweep}){': ' + url if url else ''}")
+    if failed:
+        print(f"griffin-figures: {len(failed)} figure(s) failed: {', '.join(f.split(':')[0] for f in failed)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,7 +7,9 @@ inspected in tests. Artists that carry data have a gid: 'points:<family>', 'fit:
 'band:<family>', 'entropy:unigram', 'parabola:<family>:<budget>', 'minimum:<family>:<budget>',
 'frontier:<quantity>:<method>:<family>', 'curve:<run_id>', 'position:<run_id>'.
 
-To add a figure (decode throughput, copy-task accuracy, ...) to the same command::
+To add a figure (decode throughput, copy-task accuracy, ...) to the same command, register
+it in a module named `analysis/<something>_figures.py` (`griffin-figures` imports those,
+see `discover`)::
 
     @register_figure("copy_accuracy", "accuracy against evaluation length")
     def _copy_accuracy(inputs: FigureInputs) -> Figure:
@@ -66,6 +68,13 @@ class FigureInputs:
     """Corpus reference entropies (unigram_nats, bigram_nats, ...), or None."""
     runs: pd.DataFrame | None = None
     """The flattened result rows (load.Runs.runs), for figures that need other fields."""
+    root: str | None = None
+    """The run store root the runs came from (None for W&B): figures drawn from other files of
+    the store (measurements, evaluations) read them from here."""
+    root: str | None = None
+    """The run store's root (None for W&B), for figures that read files kept beside the runs."""
+    sweep: str | None = None
+    """The sweep's name, when the runs came from a sweep."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +87,24 @@ class FigureSpec:
 FIGURES: dict[str, FigureSpec] = {}
 
 
+def discover() -> list[str]:
+    """Import every `analysis.*_figures` module (each registers its figures when imported)
+    so `griffin-figures` draws them too. Returns notes on modules that failed to import."""
+    import importlib
+    import pkgutil
+
+    import analysis
+
+    notes = []
+    for mod in pkgutil.iter_modules(analysis.__path__):
+        if mod.name.endswith("_figures"):
+            try:
+                importlib.import_module(f"analysis.{mod.name}")
+            except Exception as e:
+                notes.append(f"analysis.{mod.name}: not loaded ({type(e).__name__}: {' '.join(str(e).split())})")
+    return notes
+
+
 def register_figure(name: str, description: str = "") -> Callable:
     """Decorator: register `build(inputs) -> Figure` under `name` (the output file stem)."""
 
@@ -88,9 +115,12 @@ def register_figure(name: str, description: str = "") -> Callable:
     return deco
 
 
-def render(inputs: FigureInputs, out_dir: str, names=None, formats=FORMATS) -> tuple[list[str], list[str]]:
+def render(inputs: FigureInputs, out_dir: str, names=None, formats=FORMATS,
+           strict: bool = False) -> tuple[list[str], list[str]]:
     """Build every registered figure (or `names`) and save it as each format. Returns
-    (files written, notes on figures skipped for want of data)."""
+    (files written, notes): a note per figure skipped for want of data ('<name>: skipped
+    (...)') and, unless `strict` (then the error propagates), per figure whose builder
+    failed ('<name>: FAILED (...)'), so one broken figure does not stop the others."""
     os.makedirs(out_dir, exist_ok=True)
     written, skipped = [], []
     for name in names or list(FIGURES):
@@ -99,6 +129,11 @@ def render(inputs: FigureInputs, out_dir: str, names=None, formats=FORMATS) -> t
             fig = spec.build(inputs)
         except SkipFigure as e:
             skipped.append(f"{name}: skipped ({e})")
+            continue
+        except Exception as e:
+            if strict:
+                raise
+            skipped.append(f"{name}: FAILED ({type(e).__name__}: {' '.join(str(e).split())})")
             continue
         for fmt in formats:
             path = os.path.join(out_dir, f"{name}.{fmt}")

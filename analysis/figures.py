@@ -69,9 +69,6 @@ class FigureInputs:
     runs: pd.DataFrame | None = None
     """The flattened result rows (load.Runs.runs), for figures that need other fields."""
     root: str | None = None
-    """The run store root the runs came from (None for W&B): figures drawn from other files of
-    the store (measurements, evaluations) read them from here."""
-    root: str | None = None
     """The run store's root (None for W&B), for figures that read files kept beside the runs."""
     sweep: str | None = None
     """The sweep's name, when the runs came from a sweep."""

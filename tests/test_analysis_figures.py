@@ -128,10 +128,19 @@ def test_render_writes_png_and_pdf_and_skips_absent_data(tmp_path, law_data):
         fig.add_subplot().plot(inp.frame["C"], inp.frame["L"], gid="extra")
         return fig
 
+    @F.register_figure("test_broken", "a figure whose builder has a bug")
+    def _broken(inp):
+        raise KeyError("no such column")
+
+    # The built-in figures and the two above (other modules may have registered more).
+    names = ["loss_vs_flops", "loss_vs_flops_saturating", "isoflop", "frontier", "training_curves",
+             "loss_by_position", "test_extra", "test_broken"]
     try:
-        written, skipped = F.render(inputs, str(tmp_path))
+        written, skipped = F.render(inputs, str(tmp_path), names)
+        with pytest.raises(KeyError):
+            F.render(inputs, str(tmp_path), ["test_broken"], strict=True)
     finally:
-        del F.FIGURES["test_extra"]
+        del F.FIGURES["test_extra"], F.FIGURES["test_broken"]
     names = {p.name for p in tmp_path.iterdir()}
     assert {"loss_vs_flops.png", "loss_vs_flops.pdf", "test_extra.png", "test_extra.pdf"} <= names
     assert all((tmp_path / n).stat().st_size > 1000 for n in names)
@@ -139,4 +148,5 @@ def test_render_writes_png_and_pdf_and_skips_absent_data(tmp_path, law_data):
     notes = "\n".join(skipped)
     assert "isoflop: skipped (no IsoFLOP fit: no runs with a FLOP budget)" in notes
     assert "training_curves: skipped" in notes and "loss_by_position: skipped" in notes
+    assert "test_broken: FAILED (KeyError: 'no such column')" in notes
     assert set(F.FIGURES) >= {"loss_vs_flops", "isoflop", "frontier", "training_curves", "loss_by_position"}

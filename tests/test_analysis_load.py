@@ -200,6 +200,7 @@ def test_analysis_never_imports_jax(store):
         import sys, warnings
         warnings.simplefilter("ignore")
         import analysis, analysis.figures, analysis.cli, analysis.load, analysis.report, analysis.bench_fit
+        assert analysis.figures.discover() == []  # the *_figures modules griffin-figures loads
         runs = analysis.load_store({str(root)!r}, echo=False)
         analysis.corpus_entropies(runs.runs)
         assert len(runs.runs) == 12

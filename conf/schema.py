@@ -249,6 +249,57 @@ class StoreConf:
 
 
 @dataclasses.dataclass
+class MeasureConf:
+    """Settings of a speed measurement preset (`griffin-measure experiment=train_speed|inference`).
+    Unused by training runs and sweeps; the measured models are built from `sizes` x
+    `families` with the fields below (see experiments/paper/)."""
+
+    kind: str = ""
+    """Which measurement griffin-measure runs: train_speed | inference ('' = not a measurement)."""
+    families: list[str] = dataclasses.field(default_factory=lambda: ["mqa", "hawk", "griffin"])
+    """Families measured, each built from every size row in `sizes`."""
+    sizes: list[str] = dataclasses.field(default_factory=list)
+    """Size rows (griffin_core.sizes) measured; one figure panel (train_speed) or one set of lines each."""
+    vocab_size: int = 256
+    """Vocabulary of the measured models (the CPU studies' byte vocabulary by default)."""
+    dtype: str = "float32"
+    """Compute dtype of the measured models: float32 | bfloat16."""
+    local_window: Optional[int] = None
+    """Griffin's local-attention window; None = the size row's (the paper uses 1024)."""
+    repeats: int = 3
+    """Timed rounds (every candidate once per round, shuffled; tables show the median)."""
+    seed: int = 0
+    """Parameters, data and the shuffling of the rounds."""
+    malloc: str = "reuse"
+    """glibc malloc setting for the command (experiments.benchmarks.configure_malloc): reuse | default."""
+    lengths: list[int] = dataclasses.field(default_factory=list)
+    """train_speed: training sequence lengths; the shortest is the reference of the ratios."""
+    tokens_per_batch: int = 8192
+    """train_speed: tokens per step, fixed across lengths (batch = tokens_per_batch / length)."""
+    min_call_seconds: float = 0.25
+    """train_speed: each timed call runs enough steps to last this long (small steps are
+    dispatch-bound otherwise)."""
+    memory_limit_gb: float = 12.0
+    """Points that would need more memory are skipped and reported, not run (train_speed: the
+    estimate of griffin_core.counting; inference: XLA's memory analysis of the compiled program)."""
+    batch: int = 16
+    """inference: sequences per batch of the latency measurement (paper: 16)."""
+    prefill_lengths: list[int] = dataclasses.field(default_factory=list)
+    """inference: prompt lengths of the latency measurement; 0 = an empty prefill (one prompt token)."""
+    decode_lengths: list[int] = dataclasses.field(default_factory=list)
+    """inference: tokens decoded after each prompt in the latency measurement."""
+    sample_lengths: list[int] = dataclasses.field(default_factory=list)
+    """inference: tokens sampled after an empty prompt in the throughput measurement."""
+    memory_budget_gb: float = 1.0
+    """inference: the throughput batch is the largest with parameter bytes + batch x cache bytes
+    at the final length (the paper's eq. 5) within this budget."""
+    max_batch: int = 128
+    """inference: cap on the throughput batch (CPU time); the uncapped batch is reported too."""
+    cache_lengths: list[int] = dataclasses.field(default_factory=list)
+    """inference: lengths at which the decoding cache bytes per sequence are tabulated."""
+
+
+@dataclasses.dataclass
 class ExperimentConf:
     name: str = "default"
     """Sweep name: the sweep manifest and the W&B group."""
@@ -258,6 +309,8 @@ class ExperimentConf:
     """Grid axes in Hydra's override grammar, e.g. {family: 'mqa,hawk,griffin', size: 'glob(cpu-*)'}."""
     size_overrides: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     """Extra overrides for the grid points of a size, e.g. {7B: ['launcher.tpu_type=v4-256']}."""
+    measure: MeasureConf = dataclasses.field(default_factory=MeasureConf)
+    """Settings of a measurement preset (griffin-measure); ignored by training and sweeps."""
 
 
 @dataclasses.dataclass
@@ -283,6 +336,8 @@ def register() -> None:
         cs.store(group=group, name=f"{group}_schema", node=schema)
     for name, pattern in FAMILY_PATTERNS.items():
         cs.store(group="family", name=name, node=FamilyConf(name=name, block_pattern=list(pattern)))
+    cs.store(group="family", name="mqa_nope",
+             node=FamilyConf(name="mqa_nope", block_pattern=["attention"], use_rope=False))
     for name, row in ALL_SIZES.items():
         cs.store(group="size", name=name, node=SizeConf(**dataclasses.asdict(row)))
 

@@ -3,6 +3,7 @@ same process (see docs/benchmarks.md).
 
     griffin-bench scan [--batch 8 --length 2048 --width 1024 --repeats 7 --json out.json]
     griffin-bench limits [--force]
+    griffin-bench train [--batch 16 --length 512 --width 256 --no-ladder --malloc-children 1]
 
 A subcommand is a pair of functions, `add_arguments(parser)` and `run(args) -> dict`, given to
 `register`; the dict is what `--json PATH` writes. Options every subcommand takes (`--repeats`,
@@ -78,10 +79,24 @@ def _limits_run(args: argparse.Namespace) -> dict[str, Any]:
             "matmul_peak": peak}
 
 
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    from experiments.benchmarks import train_bench
+
+    train_bench.add_arguments(parser)
+
+
+def _train_run(args: argparse.Namespace) -> dict[str, Any]:
+    from experiments.benchmarks import train_bench
+
+    return train_bench.run(args)
+
+
 register("scan", "RG-LRU scan implementations in GB/s against a streaming triad",
          _scan_arguments, _scan_run)
 register("limits", "streaming bandwidth and the (cached) dense-matmul peak",
          _limits_arguments, _limits_run)
+register("train", "training-step tokens/s and MFU of each family against the cached matmul peak",
+         _train_arguments, _train_run)
 
 
 # --------------------------------------------------------------------------- CLI

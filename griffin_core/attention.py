@@ -47,12 +47,19 @@ def attention_mask(q_idx, k_idx, q_seg, k_seg, window: int | None) -> jax.Array:
 
 
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
-    """q: [..., Tq, H, hd], k, v: [..., Tk, hd], mask: [..., Tq, Tk] -> [..., Tq, H, hd]."""
-    logits = jnp.einsum("...qhd,...kd->...hqk", q, k, preferred_element_type=jnp.float32)
+    """q: [..., Tq, H, hd], k, v: [..., Tk, hd], mask: [..., Tq, Tk] -> [..., Tq, H, hd].
+
+    The logits are laid out [..., Tq, H, Tk], the order in which a matmul of q ([..., Tq * H, hd])
+    by k^T produces them, and in which the second matmul consumes the probabilities. With one
+    shared key/value head, each query row (t, h) is just another row of that matmul. A
+    [..., H, Tq, Tk] layout made XLA transpose the largest arrays of the step (the logits and
+    their gradients, B H T^2 elements each): docs/benchmarks.md, "Training step".
+    """
+    logits = jnp.einsum("...qhd,...kd->...qhk", q, k, preferred_element_type=jnp.float32)
     logits = logits * (q.shape[-1] ** -0.5)
-    logits = jnp.where(mask[..., None, :, :], logits, _MASKED)
+    logits = jnp.where(mask[..., :, None, :], logits, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-    return jnp.einsum("...hqk,...kd->...qhd", probs, v)
+    return jnp.einsum("...qhk,...kd->...qhd", probs, v)
 
 
 def _blocks_with_history(a: jax.Array, block: int, history: int, fill) -> jax.Array:

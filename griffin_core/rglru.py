@@ -42,22 +42,49 @@ def _sqrt_bwd(max_gradient, x, g):
 sqrt_bounded_derivative.defvjp(_sqrt_fwd, _sqrt_bwd)
 
 
+def block_diagonal_pair(x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array
+                        ) -> tuple[jax.Array, jax.Array]:
+    """Two block-diagonal linears of the same input, x @ blockdiag(w1) + b1 and x @ blockdiag(w2) + b2.
+
+    x: [..., C]; w1, w2: [n, C/n, C/n]; b1, b2: [n, C/n] -> two [..., C].
+
+    Computed as one batched matmul with the blocks as its (leading) batch axis:
+    [n, N, C/n] @ [n, C/n, 2 C/n], N the number of rows of x. Each output is the same
+    C/n-term dot product as in `x @ blockdiag(w)`; only the layout differs. XLA:CPU's
+    batched matmul needs its batch axis outermost; written as `einsum('...hi,hij->...hj')`
+    XLA instead put the rows innermost ([n, C/n, N]), which made the transposes in and out
+    element-by-element gathers. In the training benchmark (docs/benchmarks.md, "Training step")
+    these transposes cost more than all of the recurrent block's dense layers. Here they move
+    contiguous C/n-element runs, and the shared input is transposed once for both gates (and,
+    going backward, the two input gradients are summed by the matmul).
+    """
+    n, k = w1.shape[0], w1.shape[-1]
+    lead = x.shape[:-1]
+    xb = jnp.swapaxes(x.reshape((-1, n, k)), 0, 1)  # [n, N, k]
+    y = jnp.matmul(xb, jnp.concatenate([w1, w2], axis=-1))  # [n, N, 2k]
+    y = jnp.swapaxes(y, 0, 1) + jnp.concatenate([b1, b2], axis=-1)  # [N, n, 2k]
+    return y[..., :k].reshape(lead + (n * k,)), y[..., k:].reshape(lead + (n * k,))
+
+
 class BlockDiagonalLinear(nn.Module):
-    """x @ blockdiag(W_1..W_n) + b, with W: [n, C/n, C/n], b: [n, C/n]."""
+    """x @ blockdiag(W_1..W_n) + b, with W: [n, C/n, C/n], b: [n, C/n]. The parameters are
+    also read directly (`w`, `b`) by `RGLRU`, which applies its two gates together."""
 
     width: int
     num_blocks: int
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
 
-    @nn.compact
+    def setup(self) -> None:
+        n, k = self.num_blocks, self.width // self.num_blocks
+        self.w = self.param("w", init.gate_normal(self.width), (n, k, k), self.param_dtype)
+        self.b = self.param("b", nn.initializers.zeros_init(), (n, k), self.param_dtype)
+
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [..., C] -> [..., C]."""
         n, k = self.num_blocks, self.width // self.num_blocks
-        w = self.param("w", init.gate_normal(self.width), (n, k, k), self.param_dtype)
-        b = self.param("b", nn.initializers.zeros_init(), (n, k), self.param_dtype)
         xb = x.reshape(x.shape[:-1] + (n, k)).astype(self.dtype)
-        y = jnp.einsum("...hi,hij->...hj", xb, w.astype(self.dtype)) + b.astype(self.dtype)
+        y = jnp.einsum("...hi,hij->...hj", xb, self.w.astype(self.dtype)) + self.b.astype(self.dtype)
         return y.reshape(x.shape)
 
 
@@ -82,8 +109,11 @@ class RGLRU(nn.Module):
 
     def _coefficients(self, x: jax.Array, reset: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The scan's inputs: a_t and b_t = sqrt(1 - a_t^2) i_t x_t, both fp32, shaped like x."""
-        gate_x = jax.nn.sigmoid(self.input_gate(x).astype(jnp.float32))
-        gate_a = jax.nn.sigmoid(self.a_gate(x).astype(jnp.float32))
+        cast = lambda p: p.astype(self.dtype)  # noqa: E731
+        lin_x, lin_a = block_diagonal_pair(x.astype(self.dtype), cast(self.input_gate.w), cast(self.input_gate.b),
+                                           cast(self.a_gate.w), cast(self.a_gate.b))
+        gate_x = jax.nn.sigmoid(lin_x.astype(jnp.float32))
+        gate_a = jax.nn.sigmoid(lin_a.astype(jnp.float32))
         log_a = -self.c * gate_a * jax.nn.softplus(self.a_param.astype(jnp.float32))
         a = jnp.exp(log_a)
         multiplier = sqrt_bounded_derivative(1.0 - jnp.exp(2.0 * log_a), self.sqrt_max_grad)

@@ -68,7 +68,17 @@ CPU_SIZES: dict[str, SizeSpec] = {
     )
 }
 
-ALL_SIZES: dict[str, SizeSpec] = {**PAPER_SIZES, **CPU_SIZES}
+# The paper's Fig 6 models (synthetic tasks): 5 residual blocks of width 64, D_RNN about 4D/3,
+# head_dim 16. Griffin's pattern (r, r, a) over 5 blocks puts its one local-attention layer
+# third. The window is set by the task preset (512 for selective copying, 128 for induction).
+TASK_SIZES: dict[str, SizeSpec] = {
+    s.name: s
+    for s in (
+        SizeSpec("task-5x64", 64, 88, 5, 4, num_gate_blocks=8, local_window=128),
+    )
+}
+
+ALL_SIZES: dict[str, SizeSpec] = {**PAPER_SIZES, **CPU_SIZES, **TASK_SIZES}
 
 
 def get_size(name: str) -> SizeSpec:

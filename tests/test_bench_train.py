@@ -64,7 +64,7 @@ def test_train_cli_reports_every_family_ratios_and_ladder(small_peak, tmp_path, 
     assert result["matmul_peak"]["flops_per_s"] > 0 and result["matmul_in_run"]["gflops_per_s"] > 0
     assert set(result["targets"]["mfu_met"]) == {"mqa", "hawk", "griffin"}
     assert "griffin/mqa_met" in result["targets"]
-    assert "malloc_comparison" not in result
+    assert "malloc_comparison" not in result and result["max_rss_mib"] > 0
 
     printed = capsys.readouterr().out
     assert "MFU" in printed and "griffin/mqa" in printed and "cpu-30k" in printed
@@ -75,16 +75,18 @@ def test_malloc_comparison_runs_children_in_every_setting(small_peak):
     result = bench.run(["train", *TINY, "--families", "hawk", "--no-ladder", "--malloc-children", "1",
                         "--malloc-repeats", "1", "--quiet"])
     mc = result["malloc_comparison"]
-    assert mc["settings"] == list(train_bench.MALLOC_SETTINGS) and mc["order"] == mc["settings"]
+    assert mc["settings"] == list(train_bench.MALLOC_SETTINGS)
+    assert mc["order"] == [["hawk", setting] for setting in mc["settings"]]
     for run in mc["runs"]:
         mode, env = train_bench.MALLOC_SETTINGS[run["setting"]]
-        assert run["malloc"]["mode"] == mode and run["env"] == env
+        assert run["family"] == "hawk" and run["malloc"]["mode"] == mode and run["env"] == env
         assert "trim" not in run["malloc"]  # children keep the setting they were given
+        assert run["max_rss_mib"] > 0
     summary = mc["families"]["hawk"]
     for setting in mc["settings"]:
         assert _positive(summary[setting]["tokens_per_s"])
         assert len(summary[setting]["tokens_per_s_runs"]) == 1
-        assert _positive(summary[setting]["over_default"])
+        assert _positive(summary[setting]["over_default"]) and summary[setting]["max_rss_mib"] > 0
     assert summary["default"]["over_default"] == 1.0
     assert result["ratios"] == {}  # no MQA, no ratio
 

@@ -91,6 +91,8 @@ class StepRunner:
         t0 = time.perf_counter()
         self.step = step.lower(self.state, self.data).compile()
         self.compile_s = time.perf_counter() - t0
+        memory = self.step.memory_analysis()
+        self.temp_bytes = int(getattr(memory, "temp_size_in_bytes", 0) or 0)
         self.steps = 1
         self.losses: list[float] = []
         self.run(1)  # warm-up: the first call also settles the allocator
@@ -191,8 +193,12 @@ def run_train_bench(shape: dict[str, int] | None = None, families: Sequence[str]
                     repeats: int = DEFAULT_REPEATS, seed: int = 0, ladder: Sequence[str] = tuple(CPU_SIZES),
                     ladder_length: int = LADDER_LENGTH, ladder_batch: int = LADDER_BATCH,
                     matmul_n: int | None = None, ladder_call_seconds: float = LADDER_CALL_SECONDS,
-                    progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Time the fixed shape and the ladder; return the figures as a JSON-ready dict."""
+                    trim_off: bool = False, progress: Callable[[str], None] = lambda s: None
+                    ) -> dict[str, Any]:
+    """Time the fixed shape and the ladder; return the figures as a JSON-ready dict.
+
+    trim_off: turn glibc's trimming off (`disable_trim`) for the fixed shape if the machine has
+    the memory for it (see `_room_for_no_trim`)."""
     shape = {**DEFAULT_SHAPE, **(shape or {})}
     if repeats < 1 or min(shape.values()) < 1:
         raise ValueError(f"repeats and every shape value must be >= 1, got {repeats}, {shape}")
@@ -207,10 +213,18 @@ def run_train_bench(shape: dict[str, int] | None = None, families: Sequence[str]
     for family in families:
         progress(f"compiling {family} (B={shape['batch']}, T={shape['length']}, D={shape['width']})")
         runners[family] = StepRunner(fixed_config(family, shape), shape["batch"], shape["length"], seed)
+    trim = "unchanged"
+    if trim_off:
+        need = _room_for_no_trim([r.temp_bytes for r in runners.values()])
+        trim = ("off" if disable_trim() else "unchanged") if need is None else f"kept: {need}"
+        progress(f"glibc trimming: {trim}")
     progress(f"timing {len(runners)} families, {repeats} rounds")
     rows, step_s, probe_rate = _time_models(runners, probe, probe_flops, repeats, seed, peak["flops_per_s"])
     ratios = {f"{f}/mqa": _ratio(step_s, f, "mqa") for f in ("griffin", "hawk") if f in runners and "mqa" in runners}
+    max_rss_mb = max_rss_mib()
+    runners_temp = {f: r.temp_bytes for f, r in runners.items()}
     del runners
+    release_free_memory()  # with trimming off the heap still holds the big models' temporaries
 
     ladder_rows: list[dict[str, Any]] = []
     if ladder:
@@ -246,6 +260,9 @@ def run_train_bench(shape: dict[str, int] | None = None, families: Sequence[str]
         "matmul_in_run": {"n": n, "gflops_per_s": median(probe_rate) / 1e9,
                           "gflops_per_s_rounds": [p / 1e9 for p in probe_rate]},
         "families": [rows[f] for f in families],
+        "max_rss_mib": max_rss_mb,
+        "trim": trim,
+        "temp_mib": {f: runners_temp[f] / 2**20 for f in families},
         "ratios": ratios,
         "ladder": {"length": ladder_length, "batch": ladder_batch, "call_seconds": ladder_call_seconds,
                    "rows": ladder_rows},
@@ -286,6 +303,53 @@ def disable_trim() -> bool:
         return False
 
 
+def _mem_available() -> int | None:
+    """MemAvailable from /proc/meminfo, bytes (None where there is no such file)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _room_for_no_trim(temp_bytes: Sequence[int]) -> str | None:
+    """None if there is memory to stop trimming, else the reason not to. With trimming off the
+    heap keeps its high-water mark, and several models interleaved in one process fragment it:
+    at the fixed shape the three families' temporaries (about 3 GB each) grew it to 9 GB. So
+    ask for their sum twice over, plus 2 GiB, to be available now."""
+    available = _mem_available()
+    need = 2 * sum(temp_bytes) + (2 << 30)
+    if available is not None and available < need:
+        return f"{available / 2**30:.1f} GiB available, {need / 2**30:.1f} GiB wanted"
+    return None
+
+
+def release_free_memory() -> bool:
+    """Return the heap's free memory to the OS now (glibc malloc_trim), whatever the threshold."""
+    import ctypes
+    import ctypes.util
+    import gc
+    import platform
+
+    gc.collect()
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        return bool(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def max_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def _package_root() -> str:
     import experiments
 
@@ -304,20 +368,22 @@ def compare_malloc(children: int, shape: dict[str, int], families: Sequence[str]
                    matmul_n: int | None, compile_cache: str | None = None,
                    settings: Sequence[str] = tuple(MALLOC_SETTINGS),
                    progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Time the fixed shape in `children` child processes per malloc setting, one child at a
-    time, the order of the settings rotated from one pass to the next so that drift on a shared
-    machine hits each alike."""
+    """Time the fixed shape in child processes, one family per child (one model per process, as
+    in training), `children` children per family and malloc setting, one child at a time. The
+    order of the settings is rotated from one family and pass to the next, so that drift on a
+    shared machine hits each setting alike."""
     settings = list(settings)
-    order = [settings[(i + j) % len(settings)] for i in range(children) for j in range(len(settings))]
+    order = [(family, settings[(i + k + j) % len(settings)]) for i in range(children)
+             for k, family in enumerate(families) for j in range(len(settings))]
     runs: list[dict[str, Any]] = []
-    for i, setting in enumerate(order):
+    for i, (family, setting) in enumerate(order):
         mode, extra_env = MALLOC_SETTINGS[setting]
-        progress(f"malloc child {i + 1}/{len(order)}: {setting}")
+        progress(f"malloc child {i + 1}/{len(order)}: {family}, {setting}")
         with tempfile.TemporaryDirectory(prefix="griffin-bench-train-") as tmp:
             out = Path(tmp) / "child.json"
             argv = [sys.executable, "-m", "experiments.bench", "train", "--malloc", mode, "--no-ladder",
                     "--malloc-children", "0", "--repeats", str(repeats), "--seed", str(seed),
-                    "--families", ",".join(families), "--json", str(out), "--quiet", "--keep-trim",
+                    "--families", family, "--json", str(out), "--quiet", "--keep-trim",
                     "--compile-cache", compile_cache or "none"]
             argv += [f"--{k.replace('_', '-')}={v}" for k, v in shape.items()]
             if matmul_n:
@@ -325,33 +391,34 @@ def compare_malloc(children: int, shape: dict[str, int], families: Sequence[str]
             t0 = time.perf_counter()
             done = subprocess.run(argv, env=_child_env(extra_env), capture_output=True, text=True)
             if done.returncode != 0:
-                raise RuntimeError(f"malloc child ({setting}) failed with exit code {done.returncode}:\n"
-                                   f"{done.stderr[-4000:]}")
+                raise RuntimeError(f"malloc child ({family}, {setting}) failed with exit code "
+                                   f"{done.returncode}:\n{done.stderr[-4000:]}")
             result = json.loads(out.read_text())
-        runs.append({"setting": setting, "wall_s": time.perf_counter() - t0, "malloc": result.get("malloc"),
-                     "env": extra_env,
-                     "families": {r["family"]: {k: r[k] for k in ("tokens_per_s", "step_ms", "mfu", "x_matmul",
-                                                                  "page_faults_per_step", "compile_s")}
-                                  for r in result["families"]},
+        (row,) = result["families"]
+        runs.append({"family": family, "setting": setting, "wall_s": time.perf_counter() - t0,
+                     "malloc": result.get("malloc"), "env": extra_env, "max_rss_mib": result["max_rss_mib"],
+                     **{k: row[k] for k in ("tokens_per_s", "step_ms", "mfu", "x_matmul", "page_faults_per_step",
+                                            "compile_s")},
                      "matmul_in_run_gflops_per_s": result["matmul_in_run"]["gflops_per_s"]})
     summary: dict[str, Any] = {}
     for family in families:
         per_setting: dict[str, Any] = {}
         for setting in settings:
-            rows = [r["families"][family] for r in runs if r["setting"] == setting]
+            rows = [r for r in runs if r["family"] == family and r["setting"] == setting]
             per_setting[setting] = {"tokens_per_s": median([r["tokens_per_s"] for r in rows]),
                                     "tokens_per_s_runs": [r["tokens_per_s"] for r in rows],
                                     "step_ms": median([r["step_ms"] for r in rows]),
                                     "mfu": median([r["mfu"] for r in rows]),
                                     "x_matmul": median([r["x_matmul"] for r in rows]),
-                                    "page_faults_per_step": median([r["page_faults_per_step"] for r in rows])}
+                                    "page_faults_per_step": median([r["page_faults_per_step"] for r in rows]),
+                                    "max_rss_mib": max(r["max_rss_mib"] for r in rows)}
         if "default" in per_setting:
             for setting in settings:
                 per_setting[setting]["over_default"] = (per_setting[setting]["tokens_per_s"]
                                                         / per_setting["default"]["tokens_per_s"])
         summary[family] = per_setting
-    return {"children_per_setting": children, "repeats": repeats, "settings": settings, "order": order,
-            "runs": runs, "families": summary}
+    return {"children_per_setting": children, "repeats": repeats, "settings": settings,
+            "order": [list(o) for o in order], "runs": runs, "families": summary}
 
 
 # --------------------------------------------------------------------------- report
@@ -380,7 +447,7 @@ def render(result: dict[str, Any]) -> None:
                            f"matmul timed in the same round (median {result['matmul_in_run']['gflops_per_s']:.1f} "
                            f"GFLOP/s). {m['cpu_model']}, {m['usable_cores']} cores, jax {m['jax_version']}, "
                            f"malloc {result.get('malloc', {}).get('mode', 'default')}"
-                           f"{', trim off' if result.get('malloc', {}).get('trim') == 'off' else ''}"))
+                           f"{', trim ' + result['malloc']['trim'] if 'trim' in result.get('malloc', {}) else ''}"))
     for col, right in (("family", False), ("params", True), ("GFLOP/step", True), ("step ms", True),
                        ("tokens/s", True), ("MFU", True), ("MFU range", True), ("x matmul", True),
                        ("faults/step", True), ("compile s", True)):
@@ -416,8 +483,8 @@ def render(result: dict[str, Any]) -> None:
 
     mc = result.get("malloc_comparison")
     if mc:
-        mt = Table(title=(f"glibc malloc: tokens/s (page faults per step) in child processes, "
-                          f"{mc['children_per_setting']} per setting, {mc['repeats']} rounds each"),
+        mt = Table(title=(f"glibc malloc: tokens/s (page faults per step, peak RSS) in child processes, one "
+                          f"family each, {mc['children_per_setting']} per setting, {mc['repeats']} rounds each"),
                    caption=("default: glibc as configured; reuse: --malloc reuse (one arena, no mmap, "
                             "trim above 1 GiB); reuse-notrim: MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 "
                             "MALLOC_TRIM_THRESHOLD_=2^40"))
@@ -429,7 +496,8 @@ def render(result: dict[str, Any]) -> None:
         for family, r in mc["families"].items():
             cells = []
             for setting in mc["settings"]:
-                cells.append(f"{_num(r[setting]['tokens_per_s'])} ({r[setting]['page_faults_per_step']:.0f})")
+                cells.append(f"{_num(r[setting]['tokens_per_s'])} ({r[setting]['page_faults_per_step'] / 1e3:.0f}K, "
+                             f"{r[setting]['max_rss_mib'] / 1024:.1f} GiB)")
                 if setting != "default":
                     cells.append(f"{r[setting].get('over_default', float('nan')):.2f}")
             mt.add_row(family, *cells)
@@ -515,15 +583,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     shape = {k: getattr(args, k) for k in DEFAULT_SHAPE}
     compile_cache = use_compile_cache(args.compile_cache)
     malloc = dict(getattr(args, "malloc_info", {"mode": "default", "applied": False}))
-    if malloc.get("applied") and not args.keep_trim:
-        malloc["trim"] = "off" if disable_trim() else "unchanged"
     if args.malloc_children < 0 or args.malloc_repeats < 1:
         raise SystemExit("griffin-bench train: --malloc-children must be >= 0 and --malloc-repeats >= 1")
     result = run_train_bench(shape=shape, families=args.families, repeats=args.repeats or DEFAULT_REPEATS,
                              seed=args.seed, ladder=args.ladder_sizes if args.ladder else (),
                              ladder_length=args.ladder_length, ladder_batch=args.ladder_batch,
                              matmul_n=args.matmul_n, ladder_call_seconds=args.ladder_call_seconds,
-                             progress=progress)
+                             trim_off=bool(malloc.get("applied")) and not args.keep_trim, progress=progress)
+    if result["trim"] != "unchanged":
+        malloc["trim"] = result["trim"]
     result["malloc"] = malloc
     result["compile_cache"] = compile_cache
     if args.malloc_children:

@@ -210,20 +210,19 @@ class Evaluator:
         docs = self.data.position_docs
         if docs is None:
             return []
-        # Whole chunks of up to `batch_size` documents, a multiple of the process count, so every
-        # process gets an equal share.
-        step = min(self.spec.schedule.batch_size, docs["tokens"].shape[0])
-        step -= step % jax.process_count()
-        if step == 0:
-            return []
-        n = docs["tokens"].shape[0] // step * step
-        if n == 0:
-            return []
-        sums = np.zeros(docs["tokens"].shape[1])
-        for lo in range(0, n, step):
-            chunk = self._local_share({k: v[lo:lo + step] for k, v in docs.items()})
-            sums += to_host(self._eval(params, chunk)["pos_loss"])
-        return (sums / n).tolist()
+        # Chunks of whole documents, padded with masked-out rows to a multiple of the mesh's data
+        # axis (which every process shares equally): a handful of long documents must still
+        # split over 8 devices.
+        shards = self.mesh.shape["data"]
+        step = max(self.spec.schedule.batch_size // shards, 1) * shards
+        num_docs, length = docs["tokens"].shape
+        sums, counts = np.zeros(length), np.zeros(length)
+        for lo in range(0, num_docs, step):
+            chunk = pad_rows({k: v[lo:lo + step] for k, v in docs.items()}, step)
+            out = self._eval(params, self._local_share(chunk))
+            sums += to_host(out["pos_loss"])
+            counts += to_host(out["pos_count"])
+        return (sums / np.maximum(counts, 1)).tolist()
 
     def length_extrapolation(self, params) -> dict[str, float]:
         out = {}
@@ -243,6 +242,13 @@ class Evaluator:
             figures["heldout_accuracy"] = held["heldout_accuracy"]
             figures["accuracy_by_length"] = self.length_extrapolation(params)
         return figures
+
+
+def pad_rows(batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """`batch` grown to `rows` rows with zeros; the zero `loss_mask` keeps padding out of every sum."""
+    have = next(iter(batch.values())).shape[0]
+    return {k: np.concatenate([v, np.zeros((rows - have,) + v.shape[1:], v.dtype)]) if rows > have else v
+            for k, v in batch.items()}
 
 
 def to_host(x) -> np.ndarray:

@@ -79,8 +79,6 @@ def eval_step(cfg: ModelConfig, params: Any, batch: dict[str, jax.Array]) -> dic
     loss sums and counts [T] (loss by position), and correct-prediction counts [B]."""
     losses = token_losses(cfg, params, batch)
     mask = batch["loss_mask"]
-    logits_argmax = None  # accuracy needs the logits; computed from a second, cheap pass below
-    del logits_argmax
     return {"seq_loss": jnp.sum(losses * mask, axis=1), "seq_count": jnp.sum(mask, axis=1),
             "pos_loss": jnp.sum(losses * mask, axis=0), "pos_count": jnp.sum(mask, axis=0)}
 

@@ -169,7 +169,7 @@ def test_inference_miniature_writes_its_tables_and_figs_1b_and_4_plot_them(store
     lat = pd.DataFrame(res["latency"])
     assert len(lat) == 4 and set(lat["prefill"]) == {0} and set(lat["prompt_tokens"]) == {1}
     assert (lat["total_ms"] > 0).all() and (lat["prefill_ms"] > 0).all()
-    np.testing.assert_allclose(lat["decode_ms"], lat["total_ms"] - lat["prefill_ms"])
+    np.testing.assert_allclose(lat["decode_ms"], lat["total_ms"] - lat["prefill_ms_pooled"])
     fig = FIGURES["fig1b_decode_latency"].build(Inputs(str(store)))
     for fam in ("mqa", "hawk"):
         g = lat[lat["family"] == fam].sort_values("decoded")
@@ -228,3 +228,16 @@ def test_programs_over_the_memory_limit_are_skipped_not_run(store):
     result = inference.run_inference(inference.InferenceSettings.from_config(cfg))
     assert result["latency"] == [] and result["throughput"] == []
     assert len(result["skipped"]) == 2 and all("XLA memory analysis" in r["reason"] for r in result["skipped"])
+
+
+def test_latency_table_subtracts_the_prefill_pooled_over_decoded_lengths():
+    base = {"size": "s", "family": "mqa", "prefill": 64, "batch": 2}
+    rows = inference.latency_table([
+        {**base, "decoded": 4, "total_ms_rounds": [40.0, 44.0], "prefill_ms_rounds": [10.0, 12.0]},
+        {**base, "decoded": 8, "total_ms_rounds": [20.0, 21.0, 22.0], "prefill_ms_rounds": [30.0, 11.0]},
+    ])
+    assert [r["prefill_ms_pooled"] for r in rows] == [11.5, 11.5]
+    assert [r["prefill_ms"] for r in rows] == [11.0, 20.5]
+    assert rows[0]["decode_ms"] == 42.0 - 11.5 and rows[0]["decode_ms_per_token"] == (42.0 - 11.5) / 4
+    assert rows[0]["decode_tokens_per_s"] == pytest.approx(2 * 4 / ((42.0 - 11.5) / 1e3))
+    assert rows[1]["decode_ms"] == 21.0 - 11.5

@@ -92,3 +92,10 @@ def test_one_and_eight_devices_give_the_same_losses(tmp_path):
     losses = [[r["loss"] for r in read_metrics(next((tmp_path / name / "runs").iterdir()))] for name in ("one", "eight")]
     assert len(losses[0]) == 8
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    # Evaluation too, including loss by position over 2 long documents padded to 8 rows.
+    results = [json.loads(next((tmp_path / name / "runs").iterdir()).joinpath("result.json").read_text())
+               for name in ("one", "eight")]
+    by_position = [r["heldout_loss_by_position"] for r in results]
+    assert len(by_position[0]) == 64 and np.isfinite(by_position[0]).all()
+    np.testing.assert_allclose(by_position[1], by_position[0], rtol=1e-5)
+    np.testing.assert_allclose(results[1]["heldout_loss_nats"], results[0]["heldout_loss_nats"], rtol=1e-5)

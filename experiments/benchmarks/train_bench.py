@@ -344,10 +344,19 @@ def release_free_memory() -> bool:
 
 
 def max_rss_mib() -> float:
-    """This process's peak resident memory so far, MiB (Linux reports ru_maxrss in KiB)."""
+    """This process's peak resident memory so far, MiB: VmHWM of /proc/self/status. Not
+    getrusage's ru_maxrss, which Linux carries over from the parent through fork and exec (a
+    child of a big process would report the parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def _package_root() -> str:
@@ -414,8 +423,8 @@ def compare_malloc(children: int, shape: dict[str, int], families: Sequence[str]
                                     "max_rss_mib": max(r["max_rss_mib"] for r in rows)}
         if "default" in per_setting:
             for setting in settings:
-                per_setting[setting]["over_default"] = (per_setting[setting]["tokens_per_s"]
-                                                        / per_setting["default"]["tokens_per_s"])
+                for key, name in (("tokens_per_s", "over_default"), ("x_matmul", "x_matmul_over_default")):
+                    per_setting[setting][name] = per_setting[setting][key] / per_setting["default"][key]
         summary[family] = per_setting
     return {"children_per_setting": children, "repeats": repeats, "settings": settings,
             "order": [list(o) for o in order], "runs": runs, "families": summary}
@@ -483,24 +492,25 @@ def render(result: dict[str, Any]) -> None:
 
     mc = result.get("malloc_comparison")
     if mc:
-        mt = Table(title=(f"glibc malloc: tokens/s (page faults per step, peak RSS) in child processes, one "
-                          f"family each, {mc['children_per_setting']} per setting, {mc['repeats']} rounds each"),
-                   caption=("default: glibc as configured; reuse: --malloc reuse (one arena, no mmap, "
-                            "trim above 1 GiB); reuse-notrim: MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 "
-                            "MALLOC_TRIM_THRESHOLD_=2^40"))
+        mt = Table(title=(f"glibc malloc, child processes (one family each, {mc['children_per_setting']} per "
+                          f"setting, {mc['repeats']} rounds each): tokens/s, x matmul, page faults per step, "
+                          f"peak RSS"),
+                   caption=("default: glibc as configured; reuse: --malloc reuse (one arena, no mmap, trim "
+                            "above 1 GiB); reuse-notrim: MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 "
+                            "MALLOC_TRIM_THRESHOLD_=2^40. vs default: ratio of tokens/s, and of x matmul "
+                            "(each child's step speed over its own in-round matmul speed)"))
         mt.add_column("family")
-        for setting in mc["settings"]:
-            mt.add_column(setting, justify="right")
-            if setting != "default":
-                mt.add_column(f"{setting} / default", justify="right")
+        mt.add_column("setting")
+        for col in ("tokens/s", "x matmul", "faults/step", "peak RSS GiB", "vs default", "x matmul vs default"):
+            mt.add_column(col, justify="right")
         for family, r in mc["families"].items():
-            cells = []
             for setting in mc["settings"]:
-                cells.append(f"{_num(r[setting]['tokens_per_s'])} ({r[setting]['page_faults_per_step'] / 1e3:.0f}K, "
-                             f"{r[setting]['max_rss_mib'] / 1024:.1f} GiB)")
-                if setting != "default":
-                    cells.append(f"{r[setting].get('over_default', float('nan')):.2f}")
-            mt.add_row(family, *cells)
+                row = r[setting]
+                mt.add_row(family, setting, _num(row["tokens_per_s"]), f"{row['x_matmul']:.2f}",
+                           f"{row['page_faults_per_step'] / 1e3:.0f}K", f"{row['max_rss_mib'] / 1024:.1f}",
+                           f"{row.get('over_default', float('nan')):.2f}",
+                           f"{row.get('x_matmul_over_default', float('nan')):.2f}")
+            mt.add_section()
         console.print(mt)
 
     t = result["targets"]

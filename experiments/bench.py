@@ -4,6 +4,7 @@ same process (see docs/benchmarks.md).
     griffin-bench scan [--batch 8 --length 2048 --width 1024 --repeats 7 --json out.json]
     griffin-bench limits [--force]
     griffin-bench train [--batch 16 --length 512 --width 256 --no-ladder --malloc-children 1]
+    griffin-bench sweep [--runs 8 --steps 300]
 
 A subcommand is a pair of functions, `add_arguments(parser)` and `run(args) -> dict`, given to
 `register`; the dict is what `--json PATH` writes. Options every subcommand takes (`--repeats`,
@@ -43,16 +44,15 @@ def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPar
 # --------------------------------------------------------------------------- subcommands
 
 
-def _scan_arguments(parser: argparse.ArgumentParser) -> None:
-    from experiments.benchmarks import scan_bench
+def _module(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict]]:
+    """`add_arguments` and `run` of experiments.benchmarks.NAME, imported only when used (so
+    `griffin-bench --help` does not start JAX or Ray)."""
+    import importlib
 
-    scan_bench.add_arguments(parser)
+    def load():
+        return importlib.import_module(f"experiments.benchmarks.{name}")
 
-
-def _scan_run(args: argparse.Namespace) -> dict[str, Any]:
-    from experiments.benchmarks import scan_bench
-
-    return scan_bench.run(args)
+    return (lambda parser: load().add_arguments(parser)), (lambda args: load().run(args))
 
 
 def _limits_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,24 +79,13 @@ def _limits_run(args: argparse.Namespace) -> dict[str, Any]:
             "matmul_peak": peak}
 
 
-def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    from experiments.benchmarks import train_bench
-
-    train_bench.add_arguments(parser)
-
-
-def _train_run(args: argparse.Namespace) -> dict[str, Any]:
-    from experiments.benchmarks import train_bench
-
-    return train_bench.run(args)
-
-
-register("scan", "RG-LRU scan implementations in GB/s against a streaming triad",
-         _scan_arguments, _scan_run)
+register("scan", "RG-LRU scan implementations in GB/s against a streaming triad", *_module("scan_bench"))
 register("limits", "streaming bandwidth and the (cached) dense-matmul peak",
          _limits_arguments, _limits_run)
 register("train", "training-step tokens/s and MFU of each family against the cached matmul peak",
-         _train_arguments, _train_run)
+         *_module("train_bench"))
+register("sweep", "scheduling overhead per run and how busy a sweep of small runs keeps the cores",
+         *_module("sweep_bench"))
 
 
 # --------------------------------------------------------------------------- CLI

@@ -180,3 +180,22 @@ def test_every_experiment_preset_passes_its_dry_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "chip-hours" in out and "GiB" in out  # the TPU plan of scaling_paper
     assert not any(tmp_path.iterdir())
+
+
+def test_sweep_benchmark_reports_overhead_and_busy_fraction(cluster, tmp_path):
+    """`griffin-bench sweep` end to end on the session's Ray (no figure is checked)."""
+    from experiments import bench
+
+    tiny = [f"--override={o}" for o in ("data.seq_len=16", "trainer.batch_size=2", "data.eval_sequences=2",
+                                        "data.position_eval_docs=2")]
+    result = bench.run(["sweep", "--runs", "2", "--warm-runs", "1", "--steps", "3", "--root", str(tmp_path), *tiny,
+                        "--json", str(tmp_path / "sweep.json")])
+    assert len(result["runs"]) == 2 and all(r["status"] == "SUCCESS" for r in result["runs"])
+    for r in result["runs"]:
+        assert 0 < r["loop_s"] < r["task_s"] and r["overhead_s"] == pytest.approx(r["task_s"] - r["loop_s"])
+        assert r["cpu_s"] > 0
+    assert 0 < result["busy_fraction"] and result["wall_s"] >= max(r["task_s"] for r in result["runs"])
+    assert json.loads((tmp_path / "sweep.json").read_text())["command"] == "sweep"
+    import ray
+
+    assert ray.is_initialized()  # the benchmark left the session's Ray running

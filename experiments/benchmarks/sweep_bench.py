@@ -22,21 +22,25 @@ RUN = ["family=hawk", "size=cpu-30k", "data.seq_len=128", "trainer.batch_size=8"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=8, help="runs in the measured sweep")
     parser.add_argument("--steps", type=int, default=300, help="training steps per run")
+    parser.add_argument("--warm-runs", type=int, default=None,
+                        help="runs of the cache-filling sweep (default: one per core, so every worker slot ran once)")
     parser.add_argument("--root", default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra Hydra override for every run (repeatable), e.g. data.seq_len=64")
 
 
-def _sweep(root: str, cache: str, seeds: range, steps: int) -> tuple[float, dict[str, Any]]:
+def _sweep(root: str, cache: str, seeds: range, steps: int, extra: list[str]) -> tuple[float, dict[str, Any]]:
+    """Plan and run one sweep; its wall time counts the driver's planning too."""
     from launch.grid import expand
     from launch.plan import build_plan
     from launch.scheduler import Scheduler
 
     overrides = [*RUN, f"trainer.budget.value={steps}", f"trainer.checkpoint_every={steps}",
-                 f"store.root={root}", f"launcher.compile_cache={cache}",
+                 f"store.root={root}", f"launcher.compile_cache={cache}", *extra,
                  "trainer.seed=" + ",".join(str(s) for s in seeds)]
-    _, axes, grid = expand(overrides)
-    plan = build_plan("sweep-bench", axes, grid)
     start = time.time()
-    outcomes = Scheduler(plan).run()
+    _, axes, grid = expand(overrides)
+    outcomes = Scheduler(build_plan("sweep-bench", axes, grid)).run()
     return time.time() - start, outcomes
 
 
@@ -52,12 +56,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scratch = args.root or tempfile.mkdtemp(prefix="griffin-sweep-bench-")
     cache = os.path.join(scratch, "jax-cache")
     cores = len(available_cores())
-    start_ray({"ray_address": None})
+    started = start_ray({"ray_address": None})  # or the Ray this process is already connected to
     try:
-        _sweep(os.path.join(scratch, "warm"), cache, range(100, 100 + cores), args.steps)
-        wall, outcomes = _sweep(os.path.join(scratch, "measured"), cache, range(args.runs), args.steps)
+        warm = args.warm_runs or cores
+        _sweep(os.path.join(scratch, "warm"), cache, range(100, 100 + warm), args.steps, args.override)
+        wall, outcomes = _sweep(os.path.join(scratch, "measured"), cache, range(args.runs), args.steps, args.override)
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
+    bad = [o for o in outcomes.values() if o.status != "SUCCESS"]
+    if bad:
+        raise SystemExit(f"griffin-bench sweep: run {bad[0].run.ref.run_id} ended {bad[0].status} "
+                         f"({bad[0].reason}); log: {bad[0].log_path}")
     store = RunStore(os.path.join(scratch, "measured"))
     rows = []
     for outcome in outcomes.values():

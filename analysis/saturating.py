@@ -74,7 +74,8 @@ class SaturatingLaw:
         for i, name in enumerate(self.names[1:]):
             j = 1 + i
             if i % 2 == 0:  # A: undo the centring, A = exp(a + alpha c0)
-                out[name] = np.exp(theta[:, j] + theta[:, j + 1] * self.c0)
+                with np.errstate(over="ignore"):  # a bootstrap resample's A may be inf: an unbounded CI, reported so
+                    out[name] = np.exp(theta[:, j] + theta[:, j + 1] * self.c0)
             else:
                 out[name] = theta[:, j]
         return out

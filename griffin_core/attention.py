@@ -159,21 +159,28 @@ class AttentionBlock(nn.Module):
         q, k, v = self._qkv(x, pos[:, None])
         slots = cache["k"].shape[1]
         slot_idx = jnp.arange(slots)[None]
+        rows = jnp.arange(b)
+
+        def write(slot):
+            # A scatter of B rows (in place in the decode loop's donated buffers), not a select
+            # over the whole cache: a step then reads the cache once, in `attend`.
+            return {"k": cache["k"].at[rows, slot].set(k[:, 0].astype(self.dtype)),
+                    "v": cache["v"].at[rows, slot].set(v[:, 0].astype(self.dtype))}
+
         if self.local:
+            # The window's `w` past keys live in the ring, whose slot for `pos` still holds
+            # position pos - w, which the reference attends to (window + 1 keys): attend over
+            # ring + current key before overwriting that slot.
             w = self.config.local_window
             slot_pos = pos[:, None] - 1 - jnp.mod(pos[:, None] - 1 - slot_idx, w)
             mask = jnp.concatenate([slot_pos >= 0, jnp.ones((b, 1), bool)], axis=1)[:, None]
             keys = jnp.concatenate([cache["k"], k.astype(self.dtype)], axis=1)
             values = jnp.concatenate([cache["v"], v.astype(self.dtype)], axis=1)
             out = attend(q, keys, values, mask)
-            write = (slot_idx == jnp.mod(pos, w)[:, None])[..., None]
+            new_cache = write(jnp.mod(pos, w))
         else:
-            write = (slot_idx == pos[:, None])[..., None]
-            keys = jnp.where(write, k.astype(self.dtype), cache["k"])
-            values = jnp.where(write, v.astype(self.dtype), cache["v"])
-            out = attend(q, keys, values, (slot_idx <= pos[:, None])[:, None])
-        new_cache = {"k": jnp.where(write, k.astype(self.dtype), cache["k"]),
-                     "v": jnp.where(write, v.astype(self.dtype), cache["v"])}
+            new_cache = write(pos)
+            out = attend(q, new_cache["k"], new_cache["v"], (slot_idx <= pos[:, None])[:, None])
         return self.proj_final(out.reshape(b, 1, -1)), new_cache
 
     @staticmethod

@@ -104,7 +104,7 @@ def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[st
             run.tpu = tpu_plan(spec, run_launcher)
             run.est_seconds = run.tpu["hours"] * 3600
         else:
-            run.est_seconds = estimate_seconds(spec, rates)
+            run.est_seconds = estimate_seconds(spec, rates, threads=max(1, int(run_launcher["cpus_per_run"])))
         runs.append(run)
     # Largest first, so a small run never finishes alone at the end.
     runs.sort(key=lambda r: -r.flops)
@@ -166,21 +166,28 @@ def measured_rates(store: RunStore) -> dict[str, float]:
     return rates
 
 
-def cached_matmul_peak() -> float | None:
-    """The dense-matmul peak `griffin-bench` cached for this machine (read without JAX)."""
+def cached_matmul_peak(threads: int = 1) -> float | None:
+    """The dense-matmul FLOP/s `griffin-bench` cached for this machine (read without JAX), for
+    a run given `threads` cores: the entry measured with that many threads, else the best
+    entry's per-thread rate times `threads` (a run pinned to one core gets one core's peak)."""
     root = os.environ.get("GRIFFIN_CACHE_DIR")
     path = (pathlib.Path(root).expanduser() if root else pathlib.Path.home() / ".cache" / "griffin-scaling") / "limits.json"
     try:
-        entries = json.loads(path.read_text()).get("matmul_peak", {})
-        return max(float(e["flops_per_s"]) for e in entries.values())
+        entries = list(json.loads(path.read_text()).get("matmul_peak", {}).values())
+        same = [float(e["flops_per_s"]) for e in entries if int(e["threads"]) == threads]
+        if same:
+            return max(same)
+        return max(float(e["flops_per_s"]) / max(int(e["threads"]), 1) for e in entries) * threads
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def estimate_seconds(spec, rates: dict[str, float]) -> float | None:
+def estimate_seconds(spec, rates: dict[str, float], threads: int = 1) -> float | None:
+    """A run's seconds: its exact FLOPs at the store's measured rate for its family, else at
+    ASSUMED_CPU_MFU of the cached matmul peak for its cores; plus the per-run overhead."""
     flops = spec.flops()["exact"]
     rate = rates.get(spec.family) or rates.get("*")
     if rate is None:
-        peak = cached_matmul_peak()
+        peak = cached_matmul_peak(threads)
         rate = peak * ASSUMED_CPU_MFU if peak else None
     return flops / rate + rates.get("overhead", ASSUMED_OVERHEAD_S) if rate else None

@@ -199,3 +199,17 @@ def test_sweep_benchmark_reports_overhead_and_busy_fraction(cluster, tmp_path):
     import ray
 
     assert ray.is_initialized()  # the benchmark left the session's Ray running
+
+
+def test_time_estimates_use_the_cached_peak_of_a_runs_cores(tmp_path, monkeypatch):
+    from launch import plan
+
+    monkeypatch.setenv("GRIFFIN_CACHE_DIR", str(tmp_path))
+    assert plan.cached_matmul_peak(1) is None  # nothing measured: no estimate rather than a guess
+    entries = {"a": {"threads": 2, "flops_per_s": 100e9}, "b": {"threads": 4, "flops_per_s": 120e9}}
+    (tmp_path / "limits.json").write_text(json.dumps({"matmul_peak": entries}))
+    assert plan.cached_matmul_peak(2) == 100e9  # measured with the run's thread count
+    assert plan.cached_matmul_peak(1) == 50e9  # else the best per-thread rate, scaled
+    assert plan.cached_matmul_peak(3) == 150e9
+    (tmp_path / "limits.json").write_text("{not json")
+    assert plan.cached_matmul_peak(1) is None

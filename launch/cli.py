@@ -18,7 +18,7 @@ def _sweep(argv: Sequence[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides; comma lists, range() and glob() are axes")
     args = parser.parse_intermixed_args(argv)
 
-    from launch.display import console, plan_table, progress_line, summary_table
+    from launch.display import console, plan_table, summary_table
     from launch.grid import expand
     from launch.plan import build_plan
 
@@ -42,25 +42,11 @@ def _sweep(argv: Sequence[str]) -> int:
         return 0
     manifest = plan.store.write_sweep(name, {"config": base, "grid": {"axes": axes, "points": grid},
                                              "runs": [r.ref.run_id for r in plan.runs]})
-    from launch.scheduler import Scheduler, start_ray
+    from launch.scheduler import start_ray
 
     started = start_ray(plan.launcher)
     try:
-        if args.no_live or not out.is_terminal:
-            last = [""]
-
-            def show(s):
-                line = progress_line(s)
-                if line.split("| elapsed")[0] != last[0]:
-                    last[0] = line.split("| elapsed")[0]
-                    print(line, flush=True)
-
-            outcomes = Scheduler(plan, on_change=show).run()
-        else:
-            from rich.live import Live
-
-            with Live(console=out, refresh_per_second=2) as live:
-                outcomes = Scheduler(plan, on_change=lambda s: live.update(progress_line(s))).run()
+        outcomes = run_with_progress(plan, live=not args.no_live and out.is_terminal)
     finally:
         if started:
             import ray
@@ -76,3 +62,25 @@ sweep_main = _guard(_sweep)
 
 if __name__ == "__main__":
     sys.exit(sweep_main())
+
+
+def run_with_progress(plan, live: bool = True) -> dict:
+    """Run a plan on the connected Ray, showing progress: a live line on a terminal, else one
+    printed line whenever the counts change."""
+    from launch.display import console, progress_line
+    from launch.scheduler import Scheduler
+
+    if not live:
+        last = [""]
+
+        def show(s):
+            line = progress_line(s)
+            if line.split("| elapsed")[0] != last[0]:
+                last[0] = line.split("| elapsed")[0]
+                print(line, flush=True)
+
+        return Scheduler(plan, on_change=show).run()
+    from rich.live import Live
+
+    with Live(console=console(), refresh_per_second=2) as live_display:
+        return Scheduler(plan, on_change=lambda s: live_display.update(progress_line(s))).run()

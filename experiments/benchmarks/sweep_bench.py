@@ -32,15 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _sweep(root: str, cache: str, seeds: range, steps: int, extra: list[str]) -> tuple[float, dict[str, Any]]:
     """Plan and run one sweep; its wall time counts the driver's planning too."""
     from launch.grid import expand
+    from launch.cli import run_with_progress
     from launch.plan import build_plan
-    from launch.scheduler import Scheduler
 
     overrides = [*RUN, f"trainer.budget.value={steps}", f"trainer.checkpoint_every={steps}",
                  f"store.root={root}", f"launcher.compile_cache={cache}", *extra,
                  "trainer.seed=" + ",".join(str(s) for s in seeds)]
     start = time.time()
     _, axes, grid = expand(overrides)
-    outcomes = Scheduler(build_plan("sweep-bench", axes, grid)).run()
+    print(f"sweep of {len(grid)} runs in {root}", flush=True)
+    outcomes = run_with_progress(build_plan("sweep-bench", axes, grid), live=False)
     return time.time() - start, outcomes
 
 

@@ -194,7 +194,9 @@ def figures_main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)  # exclusions are printed one per line
             runs = load_runs(args.runs, args.sweep)
-        if not len(runs.runs):
+        measured = runs.source.startswith("store:") and os.path.isdir(
+            os.path.join(runs.source[len("store:"):], "measurements"))
+        if not len(runs.runs) and not measured:  # griffin-measure's results alone still make figures
             raise TableError(f"{args.runs}: no usable runs ({len(runs.excluded)} excluded)")
         print(f"loaded {len(runs.runs)} runs from {runs.source}"
               f"{' (sweep ' + runs.sweep + ')' if runs.sweep else ''}; excluded {len(runs.excluded)}")

@@ -151,8 +151,11 @@ def resolve_store(location: str | os.PathLike, sweep: str | None = None) -> tupl
         sweep = name[:-5]
     else:
         store = RunStore(loc)
-        if sweep is None and "://" not in loc and not os.path.isdir(os.path.join(loc, "runs")):
-            raise StoreError(f"{loc}: not a run store (no runs/ folder) and not a sweep manifest (<root>/sweeps/<name>.json)")
+        # A root holding only griffin-measure's results (measurements/) is a store too.
+        if (sweep is None and "://" not in loc and not os.path.isdir(os.path.join(loc, "runs"))
+                and not os.path.isdir(os.path.join(loc, "measurements"))):
+            raise StoreError(f"{loc}: not a run store (no runs/ or measurements/ folder) and not a sweep "
+                             f"manifest (<root>/sweeps/<name>.json)")
     if sweep is None:
         return store, None, None, store.list_runs()
     manifest = store.read_sweep(sweep)

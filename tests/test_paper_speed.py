@@ -196,6 +196,18 @@ def test_inference_miniature_writes_its_tables_and_figs_1b_and_4_plot_them(store
 # --------------------------------------------------------------------------- figures alone
 
 
+def test_griffin_figures_draws_from_a_store_of_measurements_alone(store, tmp_path, capsys):
+    from analysis.cli import figures_main
+
+    assert not (store / "runs").exists()
+    out = tmp_path / "figs"
+    assert figures_main([str(store), "--out", str(out), "--formats", "png"]) == 0
+    assert {"fig3_train_speed.png", "fig1b_decode_latency.png", "fig4_throughput.png"} <= {p.name for p in out.iterdir()}
+    # A folder with neither runs nor measurements is still an error naming it.
+    assert figures_main([str(tmp_path / "figs")]) == 2
+    assert "not a run store" in capsys.readouterr().err
+
+
 def test_figures_skip_without_a_measurement(tmp_path):
     for name in ("fig3_train_speed", "fig1b_decode_latency", "fig4_throughput"):
         with pytest.raises(SkipFigure, match="griffin-measure"):

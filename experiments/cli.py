@@ -22,12 +22,22 @@ def _guard(main: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str] | No
     return wrapped
 
 
+def overrides_parser(prog: str, description: str, switches: dict[str, str], overrides_help: str
+                     ) -> argparse.ArgumentParser:
+    """The parser of a command taking Hydra overrides: on/off `switches` ({"--flag": help}),
+    then the overrides as positionals (parse with `parse_intermixed_args`, so flags may come
+    anywhere)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    for flag, text in switches.items():
+        parser.add_argument(flag, action="store_true", help=text)
+    parser.add_argument("overrides", nargs="*", help=overrides_help)
+    return parser
+
+
 def _train(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="griffin-train", description="Train one model: griffin-train family=hawk size=cpu-50k [key=value ...]")
+    parser = overrides_parser("griffin-train", "Train one model: griffin-train family=hawk size=cpu-50k [key=value ...]",
+                              {"--quiet": "no progress bar"}, "Hydra overrides, e.g. optim.lr=3e-3")
     parser.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optim.lr=3e-3")
     args = parser.parse_intermixed_args(argv)
     cfg = compose(args.overrides)
     if args.cfg:

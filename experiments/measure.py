@@ -10,13 +10,12 @@ estimates, eq. 5 bytes) without compiling anything. Every user error is one line
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from typing import Any, Mapping, Sequence
 
-from experiments.cli import _guard
+from experiments.cli import _guard, overrides_parser
 from experiments.configuration import UsageError, compose, to_dict
 
 KINDS = ("train_speed", "inference")
@@ -91,12 +90,11 @@ def _print_plan(kind: str, planned: Mapping[str, Any], out_path: str) -> None:
 
 
 def _measure(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="griffin-measure",
-        description="Run a speed measurement preset: griffin-measure experiment=train_speed|inference [key=value ...]")
-    parser.add_argument("--dry-run", action="store_true", help="print what would be measured and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment.measure.repeats=5")
+    parser = overrides_parser(
+        "griffin-measure",
+        "Run a speed measurement preset: griffin-measure experiment=train_speed|inference [key=value ...]",
+        {"--dry-run": "print what would be measured and exit", "--quiet": "no progress lines"},
+        "Hydra overrides, e.g. experiment.measure.repeats=5")
     args = parser.parse_intermixed_args(argv)
     cfg = to_dict(compose(args.overrides))
     kind, settings = _settings(cfg)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
-from experiments.cli import _guard
+from experiments.cli import _guard, overrides_parser
 
 
 def _sweep(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="griffin-sweep",
-        description="Plan and run a sweep: griffin-sweep experiment=scaling_cpu [family=hawk,griffin size=glob(cpu-*) ...]")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    parser.add_argument("--no-live", action="store_true", help="no live progress line (logs, CI)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides; comma lists, range() and glob() are axes")
+    parser = overrides_parser(
+        "griffin-sweep",
+        "Plan and run a sweep: griffin-sweep experiment=scaling_cpu [family=hawk,griffin size=glob(cpu-*) ...]",
+        {"--dry-run": "print the plan and exit", "--no-live": "no live progress line (logs, CI)"},
+        "Hydra overrides; comma lists, range() and glob() are axes")
     args = parser.parse_intermixed_args(argv)
 
     from launch.display import console, plan_table, summary_table

@@ -38,10 +38,9 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from experiments.benchmarks import median
-from experiments.paper.train_speed import MODEL_KEYS, check_ints, check_names, check_positive, measured_config
+from experiments.paper.train_speed import check_common_settings, check_ints, check_positive, measured_config
 from griffin_core import counting
-from griffin_core.config import FAMILY_PATTERNS, ConfigError, ModelConfig
-from griffin_core.sizes import get_size
+from griffin_core.config import ConfigError, ModelConfig
 
 SAMPLE_TEMPERATURE = 1.0
 """Sampling temperature of every generate call (categorical sampling, as in serving)."""
@@ -76,11 +75,7 @@ class InferenceSettings:
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sizes", check_names("sizes", self.sizes))
-        for size in self.sizes:
-            get_size(size)
-        object.__setattr__(self, "families", check_names("families", self.families, list(FAMILY_PATTERNS)))
-        check_positive("memory_limit_gb", self.memory_limit_gb)
+        check_common_settings(self)
         if not self.decode_lengths and not self.sample_lengths:
             raise ConfigError("experiment.measure.decode_lengths and sample_lengths are both empty: nothing to measure")
         if self.decode_lengths:
@@ -91,12 +86,9 @@ class InferenceSettings:
         cache = tuple(self.cache_lengths) or tuple(sorted(
             {p + n for p in self.prefill_lengths for n in self.decode_lengths} | set(self.sample_lengths)))
         object.__setattr__(self, "cache_lengths", check_ints("cache_lengths", cache))
-        for key in ("batch", "max_batch", "repeats", "vocab_size"):
+        for key in ("batch", "max_batch"):
             check_positive(key, getattr(self, key), integer=True)
         check_positive("memory_budget_gb", self.memory_budget_gb)
-        if self.local_window is not None:
-            check_positive("local_window", self.local_window, integer=True)
-        object.__setattr__(self, "model", {k: self.model[k] for k in MODEL_KEYS if k in self.model})
         self.configs()  # every ModelConfig builds, or a ConfigError names the field
 
     @classmethod

@@ -93,6 +93,22 @@ def check_positive(key: str, value: float, integer: bool = False) -> None:
 # --------------------------------------------------------------------------- settings
 
 
+def check_common_settings(settings: Any) -> None:
+    """The fields every measurement's settings share (sizes, families, repeats, vocab_size,
+    local_window, memory_limit_gb, model), checked and normalised in place on a frozen
+    dataclass; a bad one is a ConfigError naming its experiment.measure key."""
+    object.__setattr__(settings, "sizes", check_names("sizes", settings.sizes))
+    for size in settings.sizes:
+        get_size(size)  # ConfigError naming the known sizes
+    object.__setattr__(settings, "families", check_names("families", settings.families, list(FAMILY_PATTERNS)))
+    check_positive("repeats", settings.repeats, integer=True)
+    check_positive("vocab_size", settings.vocab_size, integer=True)
+    if settings.local_window is not None:
+        check_positive("local_window", settings.local_window, integer=True)
+    check_positive("memory_limit_gb", settings.memory_limit_gb)
+    object.__setattr__(settings, "model", {k: settings.model[k] for k in MODEL_KEYS if k in settings.model})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSpeedSettings:
     """What `run_train_speed` measures (from `experiment.measure`, see conf/schema.py)."""
@@ -111,24 +127,15 @@ class TrainSpeedSettings:
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sizes", check_names("sizes", self.sizes))
-        for size in self.sizes:
-            get_size(size)  # ConfigError naming the known sizes
-        object.__setattr__(self, "families", check_names("families", self.families, list(FAMILY_PATTERNS)))
+        check_common_settings(self)
         object.__setattr__(self, "lengths", check_ints("lengths", self.lengths))
         check_positive("tokens_per_batch", self.tokens_per_batch, integer=True)
         bad = [t for t in self.lengths if self.tokens_per_batch % t]
         if bad:
             raise ConfigError(f"experiment.measure.tokens_per_batch={self.tokens_per_batch} is not a multiple of "
                               f"lengths {bad}: the tokens per step must be the same at every length")
-        check_positive("repeats", self.repeats, integer=True)
-        check_positive("vocab_size", self.vocab_size, integer=True)
-        if self.local_window is not None:
-            check_positive("local_window", self.local_window, integer=True)
         if self.min_call_seconds < 0:
             raise ConfigError(f"experiment.measure.min_call_seconds={self.min_call_seconds} must be >= 0")
-        check_positive("memory_limit_gb", self.memory_limit_gb)
-        object.__setattr__(self, "model", {k: self.model[k] for k in MODEL_KEYS if k in self.model})
         self.points()  # builds every ModelConfig: a bad dtype or window fails here, naming the field
 
     @classmethod

@@ -211,6 +211,10 @@ class LauncherConf:
     """CPU runs: cores pinned per run (affinity and XLA thread count)."""
     gpus_per_run: int = 0
     """GPUs per run."""
+    reuse_workers: bool = True
+    """CPU-only runs: a worker process trains several runs in turn, keeping its imports and
+    warm caches (each run re-pins every thread to its own cores). False = a fresh process per
+    run. GPU and TPU runs always get a fresh process, which releases the devices."""
     tpu_type: Optional[str] = None
     """TPU pod type, e.g. v4-16 (reserves the slice via TPU-<type>-head)."""
     max_parallel: int = 0

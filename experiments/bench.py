@@ -4,7 +4,7 @@ same process (see docs/benchmarks.md).
     griffin-bench scan [--batch 8 --length 2048 --width 1024 --repeats 7 --json out.json]
     griffin-bench limits [--force]
     griffin-bench train [--batch 16 --length 512 --width 256 --no-ladder --malloc-children 1]
-    griffin-bench sweep [--runs 8 --steps 300]
+    griffin-bench sweep [--runs 8 --steps 300 --sweeps seeds,learning_rates]
 
 A subcommand is a pair of functions, `add_arguments(parser)` and `run(args) -> dict`, given to
 `register`; the dict is what `--json PATH` writes. Options every subcommand takes (`--repeats`,

@@ -73,20 +73,9 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
         raise RuntimeError(f"test hook {FAIL_ENV}={spec.seed}: failing on purpose")
     data = build_run_data(spec.data, sched.batch_size, spec.seed, process_index, process_count)
     mesh = make_mesh(trainer["data_parallel"], trainer["model_parallel"], batch_size=sched.batch_size)
-    optim = OptimSpec(total_steps=sched.steps, **spec.optim)
-    optimizer, lr_schedule = make_optimizer(optim), learning_rate_schedule(optim)
-
-    # Parameters are created directly in their shardings (no host-side copy of a large model).
-    def make_state():
-        return init_state(init_params(model, jax.random.PRNGKey(spec.seed)), optimizer)
-
-    state_sharding = state_shardings(mesh, jax.eval_shape(make_state))
-    state = jax.jit(make_state, out_shardings=state_sharding)()
-    step_fn = jax.jit(functools.partial(train_step, model, optimizer, lr_schedule,
-                                        microbatches=trainer["microbatches"]),
-                      in_shardings=(state_sharding, None), out_shardings=(state_sharding, replicated(mesh)),
-                      donate_argnums=0)
-    evaluate = Evaluator(spec, data, mesh)
+    jitted = programs(model, OptimSpec(total_steps=sched.steps, **spec.optim), trainer["microbatches"], mesh)
+    state = jitted.init(jax.random.PRNGKey(spec.seed))
+    evaluate = Evaluator(spec, data, mesh, jitted)
 
     checkpoints = Checkpointer(ckpt_dir)
     start = checkpoints.latest_step() or 0
@@ -104,7 +93,7 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
     row: dict[str, Any] = {}
     for step in range(start + 1, sched.steps + 1):
         batch = global_batch(mesh, data.train_batch(step - 1), sched.batch_size)
-        state, metrics = step_fn(state, batch)
+        state, metrics = jitted.step(state, batch)
         row = {"step": step, "tokens": step * sched.tokens_per_step, "flops": step * flops_per_step,
                **{k: float(v) for k, v in metrics.items()}, "tokens_per_s": timer.tick(step)}
         reason = monitor.check(step, row["loss"])
@@ -130,6 +119,37 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
                "epochs": data.epochs(sched.steps), "corpus_fingerprint": data.fingerprint,
                **evaluate.final(state.params)}
     return Outcome("SUCCESS", sched.steps, None, figures)
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """A run's jitted programs."""
+
+    init: Callable  # PRNG key -> train state, created directly in its shardings
+    step: Callable  # (state, batch) -> (state, metrics); donates the state
+    eval: Callable  # (params, batch) -> per-sequence and per-position loss sums
+    predict: Callable  # (params, batch) -> [B, T] argmax tokens
+
+
+@functools.lru_cache(maxsize=1)
+def programs(model, optim: OptimSpec, microbatches: int, mesh) -> Programs:
+    """The jitted programs of a run. Cached (one entry) because a sweep's worker process trains
+    runs in turn: the next run with the same model, optimiser and mesh (another seed, say) takes
+    them traced and compiled already. The PRNG key is an argument, not a constant, so that
+    seeds share the init program here and in the persistent compilation cache."""
+    optimizer, lr_schedule = make_optimizer(optim), learning_rate_schedule(optim)
+
+    # Parameters are created directly in their shardings (no host-side copy of a large model).
+    def make_state(key):
+        return init_state(init_params(model, key), optimizer)
+
+    state_sharding = state_shardings(mesh, jax.eval_shape(make_state, jax.random.PRNGKey(0)))
+    step = jax.jit(functools.partial(train_step, model, optimizer, lr_schedule, microbatches=microbatches),
+                   in_shardings=(state_sharding, None), out_shardings=(state_sharding, replicated(mesh)),
+                   donate_argnums=0)
+    return Programs(init=jax.jit(make_state, out_shardings=state_sharding), step=step,
+                    eval=jax.jit(functools.partial(eval_step, model)),
+                    predict=jax.jit(functools.partial(predictions, model)))
 
 
 def state_shardings(mesh, abstract_state):
@@ -171,10 +191,9 @@ class Evaluator:
     """Held-out loss (nats, bits per byte, standard error over sequences), accuracy for the
     synthetic tasks, and loss by position on unpacked long documents."""
 
-    def __init__(self, spec: RunSpec, data: RunData, mesh):
+    def __init__(self, spec: RunSpec, data: RunData, mesh, jitted: Programs):
         self.spec, self.data, self.mesh = spec, data, mesh
-        self._eval = jax.jit(functools.partial(eval_step, spec.model))
-        self._predict = jax.jit(functools.partial(predictions, spec.model))
+        self._eval, self._predict = jitted.eval, jitted.predict
 
     def _batch(self, batch):
         rows = next(iter(batch.values())).shape[0] * jax.process_count()

@@ -1,8 +1,10 @@
 """Schedule a plan's runs on Ray: the embedded local Ray by default, an existing cluster by
 address, TPU slices by resource (launch/tpu.py). Failure-isolated and resumable:
 
-- one task per run, in a fresh worker process (`max_calls=1`: each run sets its own XLA
-  threads and, on TPU, releases libtpu when it ends);
+- one task per run; CPU-only runs share a pool of worker processes that keep their imports
+  and warm caches between runs (`launcher.reuse_workers`); GPU runs, and runs with
+  reuse_workers=false, get a fresh process each (`max_calls=1`: the devices are released when
+  it ends); TPU slices are launched by launch/tpu.py, a fresh process per host;
 - locally, each run is pinned to its own cores (affinity + XLA thread count);
 - separate retry budgets: a lost worker or node (preemption) is retried up to
   `launcher.preemption_retries` times, a real error up to `launcher.failure_retries`; a
@@ -114,9 +116,13 @@ class Scheduler:
                 self.outcomes[run.ref.run_id] = Outcome(run, "SKIPPED", "already succeeded")
             else:
                 self.queue.append(run)
-        remote = ray.remote(max_calls=1)(run_point).options(
+        reuse = reuses_workers(self.launcher)
+        # Ray hands an idle worker to any task with the same runtime environment, so the two
+        # kinds of worker get different ones: a single-use task never lands in a shared process.
+        env = {**self.env, "GRIFFIN_WORKER_PROCESS": "shared" if reuse else "single-use"}
+        remote = ray.remote(max_calls=0 if reuse else 1)(run_point).options(
             num_cpus=float(self.launcher["cpus_per_run"]), num_gpus=float(self.launcher["gpus_per_run"]),
-            max_retries=0, runtime_env={"env_vars": self.env})
+            max_retries=0, runtime_env={"env_vars": env})
         self.on_change(self)
         while self.queue or self.running or self.waiting:
             while self.queue and len(self.running) < self.max_parallel and (self.free_slots or not self.local):
@@ -195,6 +201,14 @@ class Scheduler:
     def _log_path(self, run: PlannedRun) -> str | None:
         root = self.plan.store.root
         return None if "://" in root else os.path.join(self.plan.store.run_dir(run.ref.run_id), "logs", "worker.log")
+
+
+def reuses_workers(launcher: dict[str, Any]) -> bool:
+    """Worker processes may train several runs in turn: CPU-only runs that allow it. (A process
+    that has initialised a GPU keeps it, and its next run may be given another; TPU slices go
+    through launch/tpu.py.) Every run of a sweep has the same XLA thread count, set in the
+    workers' environment, so a reused process is configured right for each of its runs."""
+    return bool(launcher["reuse_workers"]) and not float(launcher["gpus_per_run"]) and launcher["kind"] != "tpu"
 
 
 def _test_hooks() -> dict[str, str]:

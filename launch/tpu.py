@@ -296,15 +296,17 @@ def run_host(cfg: Mapping[str, Any], sweep: str | None, host: dict) -> dict:
     output in the run's `logs/worker.log` (host 0) or `logs/worker-<process>.log` when the store
     is a local folder."""
     from experiments.runner import execute_distributed, resolve, store_for
-    from launch.worker import redirect_output
+    from launch.worker import output_to
 
     store = store_for(cfg)
+    log = None
     if "://" not in store.root:
         name = "worker.log" if host["process_id"] == 0 else f"worker-{host['process_id']}.log"
-        redirect_output(os.path.join(store.run_dir(resolve(cfg).run_id), "logs", name))
-    report = execute_distributed(cfg, host["coordinator"], host["num_processes"], host["process_id"],
-                                 bind_address=host["bind_address"], init_timeout_s=host["init_timeout_s"],
-                                 heartbeat_timeout_s=host["heartbeat_timeout_s"], sweep=sweep)
+        log = os.path.join(store.run_dir(resolve(cfg).run_id), "logs", name)
+    with output_to(log):
+        report = execute_distributed(cfg, host["coordinator"], host["num_processes"], host["process_id"],
+                                     bind_address=host["bind_address"], init_timeout_s=host["init_timeout_s"],
+                                     heartbeat_timeout_s=host["heartbeat_timeout_s"], sweep=sweep)
     result = report.result or {}
     return {"run_id": report.run_id, "status": report.status, "reason": report.reason,
             "heldout_loss_nats": result.get("heldout_loss_nats"), "wall_time_s": result.get("wall_time_s"),

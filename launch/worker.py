@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import sys
 import time
 from typing import Any, Mapping
 
@@ -22,39 +24,80 @@ def compile_cache_env(cache_dir: str) -> dict[str, str]:
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
-def redirect_output(log_path: str | None) -> None:
-    """Send this process's stdout and stderr (XLA's C++ logs included) to the run's log."""
+def pin_process(cores: list[int]) -> None:
+    """Pin every thread of this process to `cores`. Affinity is per thread on Linux, and a
+    reused worker already runs XLA's thread pool from its previous run: pinning only the
+    calling thread would leave those threads on the previous run's cores."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        threads = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # no procfs: the calling thread (and threads it starts later) only
+        threads = [0]
+    for tid in threads:
+        try:
+            os.sched_setaffinity(tid, cores)
+        except ProcessLookupError:  # the thread ended meanwhile
+            pass
+
+
+@contextlib.contextmanager
+def output_to(log_path: str | None):
+    """Send this process's stdout and stderr (XLA's C++ logs included) to the run's log, and
+    back afterwards, so a reused worker's next run logs to its own file."""
     if not log_path:
+        yield
         return
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for target, old in zip((1, 2), saved):
+            os.dup2(old, target)
+            os.close(old)
 
 
 def run_point(cfg: Mapping[str, Any], sweep: str, cores: list[int] | None, log_path: str | None) -> dict[str, Any]:
-    """Train one run (or find it done / held) and return a small report."""
-    if cores and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cores)
-    redirect_output(log_path)
-    from experiments.runner import execute, resolve, store_for
+    """Train one run (or find it done / held) and return a small report.
 
-    try:
-        report = execute(resolve(cfg), store_for(cfg), progress=False, sweep=sweep)
-    finally:
-        _stop_wandb_service()
+    cpu_s is this task's CPU time; process_cpu_s the worker process's in all (a reused worker
+    has run earlier tasks), so a sweep's CPU use is the sum over processes of their last value."""
+    if cores:
+        pin_process(cores)
+    before = _cpu_seconds()
+    with output_to(log_path):
+        from experiments.runner import execute, resolve, store_for
+
+        try:
+            report = execute(resolve(cfg), store_for(cfg), progress=False, sweep=sweep)
+        finally:
+            _stop_wandb_service()
     result = report.result or {}
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    after = _cpu_seconds()
     return {"run_id": report.run_id, "status": report.status, "reason": report.reason,
             "heldout_loss_nats": result.get("heldout_loss_nats"), "wall_time_s": result.get("wall_time_s"),
-            "pid": os.getpid(), "cpu_s": usage.ru_utime + usage.ru_stime,
-            "process_s": time.time() - _process_start()}
+            "pid": os.getpid(), "cpu_s": after - before, "process_cpu_s": after,
+            "process_s": time.time() - _process_start(), "rss_mb": _resident_mb()}
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _stop_wandb_service() -> None:
-    """Stop W&B's background service now: Ray ends this worker process after the task
-    (max_calls=1), and a service torn down at exit only logs a connection error."""
+    """Stop W&B's background service after each run: a fresh worker process ends after its
+    task (a service torn down at exit only logs a connection error), and a reused one must not
+    carry one run's service into the next."""
     import sys
 
     if "wandb" in sys.modules:
@@ -62,6 +105,16 @@ def _stop_wandb_service() -> None:
             sys.modules["wandb"].teardown()
         except Exception:  # noqa: BLE001 - logging must never fail a run
             pass
+
+
+def _resident_mb() -> float | None:
+    """This process's resident memory after the run (a reused worker must not grow run by run)."""
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except Exception:  # noqa: BLE001 - only a benchmark figure
+        return None
 
 
 def _process_start() -> float:

@@ -95,6 +95,76 @@ def test_failure_is_isolated_retried_and_rerun_skips_successes(cluster, tmp_path
     assert all(claims(store, r) == (3 if r == failed else 1) for r in states)
 
 
+def claimant_pids(store: RunStore) -> list[int]:
+    """The worker process of every claim in the store's logs, in no particular order."""
+    pids = []
+    for run_id in store.list_runs():
+        log = pathlib.Path(store.run_dir(run_id)) / "logs" / "worker.log"
+        pids += [int(p) for p in re.findall(rf"run {run_id}: claimed by \S+:(\d+)", log.read_text())]
+    return pids
+
+
+def test_cpu_runs_share_worker_processes_unless_told_not_to(cluster, tmp_path):
+    # One CPU: the runs go one after another, and each finds the previous run's process idle.
+    assert sweep_main(args(cluster, tmp_path / "reused", "trainer.seed=0,1,2")) == 0
+    reused = claimant_pids(RunStore(tmp_path / "reused"))
+    assert len(reused) == 3 and len(set(reused)) == 1
+    assert sweep_main(args(cluster, tmp_path / "fresh", "trainer.seed=0,1", "launcher.reuse_workers=false")) == 0
+    fresh = claimant_pids(RunStore(tmp_path / "fresh"))
+    assert len(fresh) == 2 and len(set(fresh)) == 2 and not set(fresh) & set(reused)
+
+
+def test_only_cpu_runs_reuse_worker_processes():
+    from launch.scheduler import reuses_workers
+
+    cpu = {"kind": "local", "reuse_workers": True, "gpus_per_run": 0}
+    assert reuses_workers(cpu)
+    assert not reuses_workers(cpu | {"reuse_workers": False})
+    assert not reuses_workers(cpu | {"gpus_per_run": 1})  # the process keeps the GPU it initialised
+    assert not reuses_workers(cpu | {"kind": "tpu"})
+
+
+def test_pinning_a_reused_worker_moves_its_existing_threads(tmp_path):
+    """XLA's thread pool outlives a run: re-pinning must move every thread, not only the caller."""
+    import threading
+
+    from launch.worker import pin_process
+
+    original = os.sched_getaffinity(0)
+    started, stop = threading.Event(), threading.Event()
+    tid = []
+
+    def pool_thread():
+        tid.append(threading.get_native_id())
+        started.set()
+        stop.wait(30)
+
+    thread = threading.Thread(target=pool_thread)
+    thread.start()
+    started.wait(10)
+    core = min(original)
+    try:
+        pin_process([core])
+        assert os.sched_getaffinity(tid[0]) == {core} and os.sched_getaffinity(0) == {core}
+    finally:
+        stop.set()
+        thread.join()
+        os.sched_setaffinity(0, original)
+
+
+def test_run_output_goes_to_its_log_and_back(tmp_path, capfd):
+    from launch.worker import output_to
+
+    os.write(1, b"before\n")
+    with output_to(str(tmp_path / "logs" / "worker.log")):
+        os.write(1, b"during run\n")
+        os.write(2, b"xla says\n")
+    os.write(1, b"after\n")
+    assert (tmp_path / "logs" / "worker.log").read_text() == "during run\nxla says\n"
+    out = capfd.readouterr().out
+    assert "before" in out and "after" in out and "during" not in out
+
+
 def _driver(cluster, root, *extra, env=None):
     return subprocess.Popen([sys.executable, "-c", ENTRY, *args(cluster, root, *extra)], env=env or dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -190,11 +260,14 @@ def test_sweep_benchmark_reports_overhead_and_busy_fraction(cluster, tmp_path):
                                         "data.position_eval_docs=2")]
     result = bench.run(["sweep", "--runs", "2", "--warm-runs", "1", "--steps", "3", "--root", str(tmp_path), *tiny,
                         "--json", str(tmp_path / "sweep.json")])
-    assert len(result["runs"]) == 2 and all(r["status"] == "SUCCESS" for r in result["runs"])
-    for r in result["runs"]:
-        assert 0 < r["loop_s"] < r["task_s"] and r["overhead_s"] == pytest.approx(r["task_s"] - r["loop_s"])
-        assert r["cpu_s"] > 0
-    assert 0 < result["busy_fraction"] and result["wall_s"] >= max(r["task_s"] for r in result["runs"])
+    assert set(result["sweeps"]) == {"seeds", "learning_rates"}
+    for sweep in result["sweeps"].values():
+        assert len(sweep["runs"]) == 2 and all(r["status"] == "SUCCESS" for r in sweep["runs"])
+        for r in sweep["runs"]:
+            assert 0 < r["loop_s"] < r["task_s"] and r["overhead_s"] == pytest.approx(r["task_s"] - r["loop_s"])
+            assert r["cpu_s"] > 0 and r["rss_mb"] > 0
+        assert 0 < sweep["busy_fraction"] and sweep["wall_s"] >= max(r["task_s"] for r in sweep["runs"])
+        assert len({r["run"] for r in sweep["runs"]}) == 2  # two grid points, not one run twice
     assert json.loads((tmp_path / "sweep.json").read_text())["command"] == "sweep"
     import ray
 

@@ -405,10 +405,8 @@ def test_gcp_tpu_cluster_yaml_passes_rays_config_validation():
 
 
 def test_gcp_tpu_node_configs_pass_rays_gcp_node_checks():
-    """Ray's GCP provider's own node-type check (TPU vs compute, accelerator fields); its module
-    imports the Google API client, so this runs only where that is installed."""
-    pytest.importorskip("googleapiclient")
-    pytest.importorskip("google_auth_httplib2")
+    """Ray's GCP provider's own node-type check (TPU vs compute, accelerator fields). Its module
+    imports the Google API client (a test dependency, and the `gcp` extra); nothing is called."""
     from ray.autoscaler._private.gcp.config import get_node_type
     from ray.autoscaler._private.gcp.node import GCPNodeType
 

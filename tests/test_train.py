@@ -132,3 +132,21 @@ def test_griffin_eval_loss_by_position_from_the_checkpoint(trained, capsys):
     assert "mean" in capsys.readouterr().out
     assert eval_main([str(root)]) == 2  # not a run folder: one line, exit 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_a_run_on_cached_programs_equals_one_traced_afresh(tmp_path):
+    """A sweep's worker trains runs in turn and keeps the last run's jitted programs: a run of
+    another seed on them must train exactly as in a fresh process (nothing of the seed is baked in)."""
+    from experiments.train import programs
+
+    def losses(root, seed):
+        assert train_main([*TINY, f"store.root={root}", "--quiet", "family=griffin", f"trainer.seed={seed}"]) == 0
+        (run_id,) = RunStore(root).list_runs()
+        return [r["loss"] for r in read_metrics(RunStore(root).run_dir(run_id))]
+
+    losses(tmp_path / "first", seed=0)
+    hits = programs.cache_info().hits
+    reused = losses(tmp_path / "reused", seed=1)  # on the seed-0 run's programs
+    assert programs.cache_info().hits == hits + 1
+    programs.cache_clear()
+    assert losses(tmp_path / "fresh", seed=1) == reused

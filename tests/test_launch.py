@@ -253,22 +253,29 @@ def test_every_experiment_preset_passes_its_dry_run(tmp_path, capsys):
 
 
 def test_sweep_benchmark_reports_overhead_and_busy_fraction(cluster, tmp_path):
-    """`griffin-bench sweep` end to end on the session's Ray (no figure is checked)."""
+    """`griffin-bench sweep` end to end on the session's Ray (no figure is checked). The
+    learning-rate sweep only: the seeds sweep differs in its axis alone (checked below)."""
     from experiments import bench
+    from experiments.benchmarks.sweep_bench import _axes
 
     tiny = [f"--override={o}" for o in ("data.seq_len=16", "trainer.batch_size=2", "data.eval_sequences=2",
                                         "data.position_eval_docs=2")]
-    result = bench.run(["sweep", "--runs", "2", "--warm-runs", "1", "--steps", "3", "--root", str(tmp_path), *tiny,
-                        "--json", str(tmp_path / "sweep.json")])
-    assert set(result["sweeps"]) == {"seeds", "learning_rates"}
-    for sweep in result["sweeps"].values():
-        assert len(sweep["runs"]) == 2 and all(r["status"] == "SUCCESS" for r in sweep["runs"])
-        for r in sweep["runs"]:
-            assert 0 < r["loop_s"] < r["task_s"] and r["overhead_s"] == pytest.approx(r["task_s"] - r["loop_s"])
-            assert r["cpu_s"] > 0 and r["rss_mb"] > 0
-        assert 0 < sweep["busy_fraction"] and sweep["wall_s"] >= max(r["task_s"] for r in sweep["runs"])
-        assert len({r["run"] for r in sweep["runs"]}) == 2  # two grid points, not one run twice
+    result = bench.run(["sweep", "--runs", "2", "--steps", "3", "--sweeps", "learning_rates", "--root", str(tmp_path),
+                        *tiny, "--json", str(tmp_path / "sweep.json")])
+    (sweep,) = result["sweeps"].values()
+    assert len(sweep["runs"]) == 2 and all(r["status"] == "SUCCESS" for r in sweep["runs"])
+    for r in sweep["runs"]:
+        assert 0 < r["loop_s"] < r["task_s"] and r["overhead_s"] == pytest.approx(r["task_s"] - r["loop_s"])
+        assert r["cpu_s"] > 0 and r["rss_mb"] > 0
+    assert 0 < sweep["busy_fraction"] and sweep["wall_s"] >= max(r["task_s"] for r in sweep["runs"])
+    assert len({r["run"] for r in sweep["runs"]}) == 2  # two grid points, not one run twice
     assert json.loads((tmp_path / "sweep.json").read_text())["command"] == "sweep"
+    # The warm-up pass compiles what the measured pass runs: every rate; for seeds, any seed.
+    assert _axes("learning_rates", 3, True, 1)[0] == _axes("learning_rates", 3, False, 1)[0] == \
+        "optim.lr_multiplier=1.00,1.01,1.02"
+    assert _axes("seeds", 3, True, 2) == ["trainer.seed=100,101"] and _axes("seeds", 3, False, 2) == ["trainer.seed=0,1,2"]
+    with pytest.raises(SystemExit, match="--sweeps 'sizes'"):
+        bench.run(["sweep", "--sweeps", "sizes", "--root", str(tmp_path / "none")])
     import ray
 
     assert ray.is_initialized()  # the benchmark left the session's Ray running

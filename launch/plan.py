@@ -145,9 +145,12 @@ def tpu_plan(spec, launcher: dict[str, Any]) -> dict[str, Any]:
 
 
 def measured_rates(store: RunStore) -> dict[str, float]:
-    """Achieved exact training FLOP/s by family, medians over the store's finished runs, and
-    ("overhead") the median time a run spends outside its training steps."""
+    """Achieved exact training FLOP/s, medians over the store's finished runs: by family and
+    size ("hawk/cpu-30k"; a CPU core's utilisation rises several-fold with width), by family,
+    and over families ("*"); and ("overhead") the median time a run spends outside its
+    training steps."""
     by_family: dict[str, list[float]] = {}
+    by_size: dict[str, list[float]] = {}
     overheads: list[float] = []
     for run_id in store.list_runs():
         try:
@@ -157,12 +160,15 @@ def measured_rates(store: RunStore) -> dict[str, float]:
         if not result or not result.get("tokens_per_s") or result.get("status") != "SUCCESS":
             continue
         per_token = result["flops"]["exact"] / max(result["tokens"], 1)
-        by_family.setdefault(result["family"], []).append(result["tokens_per_s"] * per_token)
+        rate = result["tokens_per_s"] * per_token
+        by_family.setdefault(result["family"], []).append(rate)
+        by_size.setdefault(f"{result['family']}/{result['size']}", []).append(rate)
         overheads.append(max(0.0, result["wall_time_s"] - result["tokens"] / result["tokens_per_s"]))
     rates = {fam: statistics.median(v) for fam, v in by_family.items()}
     if rates:
         rates["*"] = statistics.median(rates.values())
         rates["overhead"] = statistics.median(overheads)
+        rates |= {key: statistics.median(v) for key, v in by_size.items()}
     return rates
 
 
@@ -183,10 +189,11 @@ def cached_matmul_peak(threads: int = 1) -> float | None:
 
 
 def estimate_seconds(spec, rates: dict[str, float], threads: int = 1) -> float | None:
-    """A run's seconds: its exact FLOPs at the store's measured rate for its family, else at
-    ASSUMED_CPU_MFU of the cached matmul peak for its cores; plus the per-run overhead."""
+    """A run's seconds: its exact FLOPs at the store's measured rate for its family and size,
+    else its family, else any family, else at ASSUMED_CPU_MFU of the cached matmul peak for its
+    cores; plus the per-run overhead."""
     flops = spec.flops()["exact"]
-    rate = rates.get(spec.family) or rates.get("*")
+    rate = rates.get(f"{spec.family}/{spec.size}") or rates.get(spec.family) or rates.get("*")
     if rate is None:
         peak = cached_matmul_peak(threads)
         rate = peak * ASSUMED_CPU_MFU if peak else None

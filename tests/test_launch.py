@@ -293,3 +293,44 @@ def test_time_estimates_use_the_cached_peak_of_a_runs_cores(tmp_path, monkeypatc
     assert plan.cached_matmul_peak(3) == 150e9
     (tmp_path / "limits.json").write_text("{not json")
     assert plan.cached_matmul_peak(1) is None
+
+
+def test_time_estimates_prefer_the_runs_own_family_and_size():
+    """A narrow CPU model runs at a fraction of a wide one's utilisation: a family's median rate
+    would misjudge both, so measured runs of the same family and size come first."""
+    from types import SimpleNamespace
+
+    from launch import plan
+
+    def result(family, size, flops_per_s, overhead=2.0):
+        tokens, tokens_per_s = 1000, 100.0  # 10 s of training
+        return {"family": family, "size": size, "status": "SUCCESS", "tokens": tokens, "tokens_per_s": tokens_per_s,
+                "flops": {"exact": flops_per_s * tokens / tokens_per_s}, "wall_time_s": 10.0 + overhead}
+
+    results = {"a": result("hawk", "cpu-30k", 5e9), "b": result("hawk", "cpu-300k", 20e9),
+               "c": result("hawk", "cpu-300k", 30e9), "d": result("mqa", "cpu-30k", 4e9)}
+    store = SimpleNamespace(list_runs=lambda: list(results), read_result=results.get)
+    rates = plan.measured_rates(store)
+    assert rates["hawk/cpu-30k"] == 5e9 and rates["hawk/cpu-300k"] == 25e9 and rates["hawk"] == 20e9
+    assert rates["overhead"] == 2.0
+
+    def spec(family, size):
+        return SimpleNamespace(family=family, size=size, flops=lambda: {"exact": 1e11})
+
+    assert plan.estimate_seconds(spec("hawk", "cpu-30k"), rates) == pytest.approx(1e11 / 5e9 + 2.0)
+    assert plan.estimate_seconds(spec("hawk", "cpu-80k"), rates) == pytest.approx(1e11 / 20e9 + 2.0)  # family
+    assert plan.estimate_seconds(spec("griffin", "cpu-80k"), rates) == pytest.approx(1e11 / rates["*"] + 2.0)
+
+
+def test_eta_corrects_the_plans_estimates_by_the_finished_runs():
+    from types import SimpleNamespace
+
+    from launch.display import estimate_correction
+
+    def outcome(status, seconds, estimate):
+        return SimpleNamespace(status=status, seconds=seconds, run=SimpleNamespace(est_seconds=estimate))
+
+    assert estimate_correction([]) == 1.0
+    finished = [outcome("SUCCESS", 500, 100), outcome("SUCCESS", 300, 100), outcome("SUCCESS", 400, 100),
+                outcome("FAILED", 1, 100), outcome("SKIPPED", 0, 100), outcome("SUCCESS", 50, None)]
+    assert estimate_correction(finished) == 4.0  # failures, skips and unestimated runs say nothing

@@ -1,6 +1,6 @@
 """analysis: runs -> pandas DataFrames -> scaling-law fits (scipy) -> figures (matplotlib).
 
-Never imports JAX: it reads the run store (griffin_core.run_store is plain Python) or the
+Never imports JAX: it reads the run store (run_store is plain Python) or the
 W&B API, so it runs in light processes. matplotlib is imported only by `analysis.figures`.
 
 Entry points (see docs/analysis.md):

@@ -15,12 +15,14 @@ import pandas as pd
 from analysis.chinchilla import MIN_TPP_SPREAD
 from analysis.core import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, DEFAULT_SEED, FitError, fmt
 from analysis.fitting import FORMS, Columns, TableError, fit_form
+from run_store import one_line
+from run_store.cli import ArgumentParser, fraction, non_negative_int, positive_float
 
 EXIT_USAGE = 2
 
 
 def _error(prog: str, msg: str) -> int:
-    print(f"{prog}: error: {' '.join(str(msg).split())}", file=sys.stderr)
+    print(f"{prog}: error: {one_line(msg)}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -42,7 +44,7 @@ def read_table(path: str) -> pd.DataFrame:
 
 
 def _fit_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="griffin-fit",
         description="Fit a scaling law to any table of runs (params, tokens, FLOPs, final loss, family) and "
                     "print the fitted constants with bootstrap intervals and the fit's checks.")
@@ -61,16 +63,16 @@ def _fit_parser() -> argparse.ArgumentParser:
     p.add_argument("--starts", default="full",
                    help="Approach-3 start grid: 'full' (the published 4500 starts), 'coarse' (243) or "
                         "'alpha=0:2:0.5,beta=0:2:0.5,e=-1:1:0.5,a=0:25:5,b=0:25:5'")
-    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N",
+    p.add_argument("--bootstrap", type=non_negative_int, default=DEFAULT_BOOTSTRAP, metavar="N",
                    help=f"bootstrap resamples of whole runs (default {DEFAULT_BOOTSTRAP}; 0: no intervals)")
-    p.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval level (default 0.95)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed (default 0)")
+    p.add_argument("--level", type=fraction, default=DEFAULT_LEVEL, help="interval level (default 0.95)")
+    p.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED, help="bootstrap seed (default 0)")
     p.add_argument("--per-family-E", action="store_true", help="saturating: fit E per family, not shared")
     p.add_argument("--holdout", choices=("compute", "size"), default="compute",
                    help="extrapolation check: hold out the top fraction by compute, or the largest size")
-    p.add_argument("--holdout-frac", type=float, default=0.2, help="fraction held out by compute (default 0.2)")
+    p.add_argument("--holdout-frac", type=fraction, default=0.2, help="fraction held out by compute (default 0.2)")
     p.add_argument("--no-extrapolation", action="store_true", help="skip the extrapolation check")
-    p.add_argument("--min-tpp-spread", type=float, default=MIN_TPP_SPREAD,
+    p.add_argument("--min-tpp-spread", type=positive_float, default=MIN_TPP_SPREAD,
                    help=f"Approach 3 refuses data whose std of log(D/N) is below this (default {MIN_TPP_SPREAD})")
     p.add_argument("--out", default=None, help="also write the fit table (CSV) here")
     return p
@@ -79,10 +81,6 @@ def _fit_parser() -> argparse.ArgumentParser:
 def fit_main(argv: Sequence[str] | None = None) -> int:
     """griffin-fit TABLE --form FORM [...]: prints the named constants with intervals."""
     args = _fit_parser().parse_args(argv)
-    if args.bootstrap < 0:
-        return _error("griffin-fit", "--bootstrap must be >= 0")
-    if not 0 < args.level < 1:
-        return _error("griffin-fit", "--level must be between 0 and 1")
     try:
         df = read_table(args.table)
         family_col = args.family_col or ("family" if "family" in df.columns else None)
@@ -146,7 +144,7 @@ def render_fits(fits: dict, level: float, df: pd.DataFrame | None = None) -> str
 def _figures_parser() -> argparse.ArgumentParser:
     from analysis.load import CONVENTIONS
 
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="griffin-figures",
         description="Load runs (a run store, a sweep manifest or W&B), fit the scaling laws, and write every "
                     "registered figure (PNG and PDF) with the fit table (CSV and Markdown).")
@@ -155,10 +153,10 @@ def _figures_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", default=None, help="sweep name within the store (or the W&B group)")
     p.add_argument("--out", default=None, help="output folder (default <root>/figures[/<sweep>], ./figures for W&B)")
     p.add_argument("--convention", default="exact", choices=CONVENTIONS, help="FLOP convention (default exact)")
-    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N", help="bootstrap resamples")
+    p.add_argument("--bootstrap", type=non_negative_int, default=DEFAULT_BOOTSTRAP, metavar="N", help="bootstrap resamples")
     p.add_argument("--starts", default="full", help="Approach-3 start grid (see griffin-fit --help)")
-    p.add_argument("--level", type=float, default=DEFAULT_LEVEL)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--level", type=fraction, default=DEFAULT_LEVEL)
+    p.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED)
     p.add_argument("--only", default=None, help="comma-separated figure names (default: all registered)")
     p.add_argument("--formats", default="png,pdf", help="comma-separated file formats (default png,pdf)")
     p.add_argument("--list", action="store_true", help="list the registered figures and exit")
@@ -184,7 +182,7 @@ def figures_main(argv: Sequence[str] | None = None) -> int:
         return 0
     from analysis.load import ConventionError, load_runs
     from analysis.report import analyse, write_tables
-    from griffin_core.run_store import StoreError
+    from run_store import StoreError
 
     try:
         only = [n.strip() for n in args.only.split(",")] if args.only else None
@@ -250,11 +248,8 @@ def _manifest_project(manifest: dict | None) -> str | None:
 def wandb_mode(mode: str = "auto") -> str:
     """'online', 'offline' or 'disabled': the trainer's rule (online only with an API key and a
     reachable host; WANDB_MODE honoured), so a machine without a key never gets a login prompt."""
-    try:
-        from experiments.wandb_logger import resolve_mode  # stdlib only: no JAX
-    except ImportError:  # analysis installed without experiments
-        env = os.environ.get("WANDB_MODE", "").lower()
-        return mode if mode != "auto" else ("disabled" if env == "disabled" else "offline" if env else "online")
+    from run_store.wandb_mode import resolve_mode
+
     return resolve_mode(mode)
 
 

@@ -32,6 +32,7 @@ from matplotlib.ticker import FuncFormatter
 
 from analysis.core import Fit
 from analysis.isoflop import IsoFlopFit
+from run_store import one_line
 
 FAMILY_COLORS = {"mqa": "#4C72B0", "hawk": "#DD8452", "griffin": "#55A868"}
 FORMATS = ("png", "pdf")
@@ -98,7 +99,7 @@ def discover() -> list[str]:
             try:
                 importlib.import_module(f"analysis.{mod.name}")
             except Exception as e:
-                notes.append(f"analysis.{mod.name}: not loaded ({type(e).__name__}: {' '.join(str(e).split())})")
+                notes.append(f"analysis.{mod.name}: not loaded ({one_line(e, with_type=True)})")
     return notes
 
 
@@ -130,7 +131,7 @@ def render(inputs: FigureInputs, out_dir: str, names=None, formats=FORMATS,
         except Exception as e:
             if strict:
                 raise
-            skipped.append(f"{name}: FAILED ({type(e).__name__}: {' '.join(str(e).split())})")
+            skipped.append(f"{name}: FAILED ({one_line(e, with_type=True)})")
             continue
         for fmt in formats:
             path = os.path.join(out_dir, f"{name}.{fmt}")

@@ -11,7 +11,7 @@ W&B public API, into one schema.
 
 Runs that did not succeed are never dropped silently: each is printed on stderr and a
 warning (`ExcludedRunsWarning`) sums them up. A corrupt or too-new result.json raises
-`griffin_core.run_store.StoreError`, one line naming the file.
+`run_store.StoreError`, one line naming the file.
 
 This module imports pandas and the run store only (no JAX): wandb only when asked,
 griffin_core.data (NumPy) only for the corpus entropies.
@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from griffin_core.run_store import REQUIRED_RESULT_FIELDS, RunStore, StoreError, validate_result
+from run_store import RESULT_FIELDS, RunResult, RunStore, StoreError, locations, one_line, parse_result
 
 CONVENTIONS = ("6N", "6N_nonembed", "exact", "as_executed")
 """FLOP conventions of result.json's `flops` (see griffin_core.counting)."""
@@ -37,9 +37,6 @@ CONVENTION_PARAMS = {"6N": "params_total", "6N_nonembed": "params_non_embedding"
                      "exact": "params_total", "as_executed": "params_total"}
 """The parameter count that goes with each convention (Kaplan's is non-embedding)."""
 LOSS_COLUMN = "heldout_loss_nats"
-RESULT_EXTRAS = ("schema_version", "budget", "budget_rule", "budget_value", "steps", "batch_size", "seq_len",
-                 "lr", "heldout_loss_se", "heldout_accuracy", "accuracy_by_length", "flop_convention_default")
-"""result.json fields besides the required ones (experiments.runner.assemble_result)."""
 FIRST_COLUMNS = ("run_id", "family", "size", "budget", "seed", "params_total", "params_non_embedding",
                  "tokens", "flops_exact", LOSS_COLUMN)
 
@@ -68,11 +65,12 @@ class Runs:
     manifest: dict | None = None
 
 
-def flatten_result(result: Mapping[str, Any]) -> dict[str, Any]:
+def flatten_result(result: RunResult | Mapping[str, Any]) -> dict[str, Any]:
     """One flat row: nested dicts become prefixed columns (flops_exact, versions_jax); lists
     (heldout_loss_by_position) and accuracy_by_length stay as objects."""
     row: dict[str, Any] = {}
-    for key, value in result.items():
+    items = result.to_json() if isinstance(result, RunResult) else result
+    for key, value in items.items():
         if isinstance(value, Mapping) and key != "accuracy_by_length":
             for sub, v in value.items():
                 row[f"{key}_{sub}"] = v
@@ -92,9 +90,9 @@ def _exclude(excluded: list[dict], run_id: str, state: str, reason: str, echo: b
         print(f"analysis: excluding run {run_id}: {state}{': ' + reason if reason else ''}", file=sys.stderr)
 
 
-def _usable(result: Mapping[str, Any]) -> str | None:
+def _usable(result: RunResult) -> str | None:
     """Why a SUCCESS result cannot be fitted, or None."""
-    loss = result.get(LOSS_COLUMN)
+    loss = result.heldout_loss_nats
     if loss is None or not isinstance(loss, (int, float)) or not math.isfinite(loss):
         return f"no finite held-out loss ({LOSS_COLUMN}={loss!r})"
     return None
@@ -142,18 +140,15 @@ def resolve_store(location: str | os.PathLike, sweep: str | None = None) -> tupl
     the path of a sweep manifest (<root>/sweeps/<name>.json)."""
     loc = os.fspath(location)
     if loc.endswith(".json"):
-        folder, name = os.path.split(loc.rstrip("/"))
-        if os.path.basename(folder) != "sweeps":
+        folder = locations.parent(loc)
+        if locations.name(folder) != locations.SWEEPS_DIR:
             raise StoreError(f"{loc}: a sweep manifest must live in <root>/sweeps/<name>.json")
-        if not os.path.exists(loc) and "://" not in loc:
-            raise StoreError(f"{loc}: no such sweep manifest")
-        store = RunStore(os.path.dirname(folder) or ".")
-        sweep = name[:-5]
+        store = RunStore(locations.parent(folder))
+        sweep = locations.name(loc)[:-5]
     else:
         store = RunStore(loc)
         # A root holding only griffin-measure's results (measurements/) is a store too.
-        if (sweep is None and "://" not in loc and not os.path.isdir(os.path.join(loc, "runs"))
-                and not os.path.isdir(os.path.join(loc, "measurements"))):
+        if sweep is None and not store.is_store():
             raise StoreError(f"{loc}: not a run store (no runs/ or measurements/ folder) and not a sweep "
                              f"manifest (<root>/sweeps/<name>.json)")
     if sweep is None:
@@ -173,7 +168,12 @@ def load_store(location: str | os.PathLike, sweep: str | None = None, *, curves:
         if not store.exists(run_id):
             _exclude(excluded, run_id, "PENDING", "not started (no run folder)", echo)
             continue
-        status = store.status(run_id)
+        try:
+            status = store.status(run_id)
+            result = store.read_result(run_id) if status.state == "SUCCESS" else None
+        except StoreError as err:  # one damaged run must not hide the others: name it, skip it
+            _exclude(excluded, run_id, "CORRUPT", one_line(err), echo)
+            continue
         if status.state != "SUCCESS":
             detail = status.reason or ""
             if status.state == "DIVERGED" and status.step is not None:
@@ -182,12 +182,11 @@ def load_store(location: str | os.PathLike, sweep: str | None = None, *, curves:
                 detail = detail or "not finished"
             _exclude(excluded, run_id, status.state, detail, echo)
             continue
-        result = store.read_result(run_id)
         if result is None:
             _exclude(excluded, run_id, "NO_RESULT", "status SUCCESS but no result.json", echo)
             continue
-        if result.get("status") != "SUCCESS":
-            _exclude(excluded, run_id, str(result.get("status")), "result.json status is not SUCCESS", echo)
+        if result.status != "SUCCESS":
+            _exclude(excluded, run_id, result.status, "result.json status is not SUCCESS", echo)
             continue
         why = _usable(result)
         if why:
@@ -195,7 +194,11 @@ def load_store(location: str | os.PathLike, sweep: str | None = None, *, curves:
             continue
         rows.append(flatten_result(result))
         if curves:
-            metrics = store.read_metrics(run_id)
+            try:
+                metrics = store.read_metrics(run_id)
+            except StoreError as err:  # the result stands; only its curve is lost
+                print(f"analysis: no curve for run {run_id}: {one_line(err)}", file=sys.stderr)
+                metrics = []
             if metrics:
                 frame = pd.DataFrame(metrics)
                 frame.insert(0, "run_id", run_id)
@@ -238,7 +241,7 @@ def load_wandb(path: str, *, group: str | None = None, filters: Mapping[str, Any
     query = dict(filters or {})
     if group:
         query["group"] = group
-    keep = set(REQUIRED_RESULT_FIELDS) | set(RESULT_EXTRAS)
+    keep = set(RESULT_FIELDS)
     rows, curve_frames, excluded = [], [], []
     runs = list(api.runs(path, filters=query or None))
     for run in runs:
@@ -249,9 +252,14 @@ def load_wandb(path: str, *, group: str | None = None, filters: Mapping[str, Any
             _exclude(excluded, run_id, str(getattr(run, "state", "unknown")).upper(),
                      "no result in the W&B summary (unfinished, failed or crashed)", echo)
             continue
-        result = validate_result({k: v for k, v in summary.items() if k in keep}, where)
-        if result.get("status") != "SUCCESS":
-            _exclude(excluded, run_id, str(result.get("status")), "result status is not SUCCESS", echo)
+        try:
+            result = parse_result({k: v for k, v in summary.items() if k in keep}, where,
+                                  config=_plain(dict(getattr(run, "config", None) or {})), strict=False)
+        except StoreError as err:
+            _exclude(excluded, run_id, "CORRUPT", one_line(err), echo)
+            continue
+        if result.status != "SUCCESS":
+            _exclude(excluded, run_id, result.status, "result status is not SUCCESS", echo)
             continue
         why = _usable(result)
         if why:
@@ -269,7 +277,7 @@ def load_wandb(path: str, *, group: str | None = None, filters: Mapping[str, Any
                 hist.append(entry)
             if hist:
                 frame = pd.DataFrame(hist)
-                frame.insert(0, "run_id", result["run_id"])
+                frame.insert(0, "run_id", result.run_id)
                 curve_frames.append(frame)
     return _assemble(rows, curve_frames, excluded, f"wandb:{path}", group, None, len(runs), echo)
 
@@ -328,7 +336,7 @@ def corpus_entropies(runs: pd.DataFrame) -> dict[str, float] | None:
             return None
         return entropy_reference(source)
     except Exception as e:  # the corpus files may be absent from an installed package
-        warnings.warn(f"corpus entropies unavailable: {' '.join(str(e).split())}", stacklevel=2)
+        warnings.warn(f"corpus entropies unavailable: {one_line(e)}", stacklevel=2)
         return None
 
 

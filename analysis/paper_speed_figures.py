@@ -25,8 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from analysis.figures import FigureInputs, SkipFigure, family_color, register_figure
+from run_store.locations import measurement_path
 
-MEASUREMENTS = "measurements"
 COMMANDS = {"train_speed": "griffin-measure experiment=train_speed",
             "inference": "griffin-measure experiment=inference"}
 _SIZE_STYLES = ("-", "--", ":", "-.")
@@ -36,19 +36,12 @@ _SIZE_STYLES = ("-", "--", ":", "-.")
 # Loading
 
 
-def measurement_path(root: str, kind: str) -> str:
-    root = os.fspath(root)
-    if "://" in root or "::" in root:
-        return "/".join([root.rstrip("/"), MEASUREMENTS, f"{kind}.json"])
-    return os.path.join(root, MEASUREMENTS, f"{kind}.json")
-
-
 def load_measurement(root: str | None, kind: str) -> dict[str, Any]:
     """The measurement `kind` ('train_speed' or 'inference') of the run store at `root`, or
     SkipFigure saying which file is missing and the command that writes it."""
     if not root:
         raise SkipFigure(f"no run store root to read measurements/{kind}.json from")
-    from griffin_core.run_store import read_json
+    from run_store import read_json
 
     path = measurement_path(root, kind)
     data = read_json(path, what=f"{kind} measurement")
@@ -242,5 +235,5 @@ def _fig4(inputs: FigureInputs) -> Figure:
     return plot_throughput(frame, cache_frame(data), budget * 1e9 if budget else None)
 
 
-__all__ = ["cache_frame", "latency_frame", "load_measurement", "measurement_path", "plot_decode_latency",
+__all__ = ["cache_frame", "latency_frame", "load_measurement", "plot_decode_latency",
            "plot_throughput", "plot_train_speed", "throughput_frame", "train_speed_frame"]

@@ -62,7 +62,7 @@ def _configs(root: str | None, run_ids) -> dict[str, dict]:
     """run_id -> config.yaml (as a dict) for the runs that have one in the store."""
     if not root:
         return {}
-    from griffin_core.run_store import RunStore
+    from run_store import RunStore
 
     store = RunStore(root)
     out = {}
@@ -76,33 +76,10 @@ def _configs(root: str | None, run_ids) -> dict[str, dict]:
     return out
 
 
-def _task_from_fingerprint(row: Mapping[str, Any]) -> str | None:
-    """Recognise a synthetic task by recomputing its fingerprint from the result's fields
-    (seq_len, batch_size, seed; vocabulary 16; any number of data tokens up to 64)."""
-    fp = row.get("corpus_fingerprint")
-    try:
-        seq_len, batch, seed = int(row["seq_len"]), int(row["batch_size"]), int(row.get("seed") or 0)
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not isinstance(fp, str) or len(fp) != 64:
-        return None
-    from griffin_core.data import make_task
-
-    candidates = [("induction_heads", "induction_heads", {})]
-    candidates += [("selective_copy", "selective_copying", {"num_data_tokens": k})
-                   for k in range(1, min(seq_len // 2, 64) + 1)]
-    for source, kind, kw in candidates:
-        try:
-            if make_task(kind, seq_len=seq_len, batch_size=batch, seed=seed, **kw).fingerprint() == fp:
-                return source
-        except Exception:
-            continue
-    return None
-
-
 def run_sources(inputs: FigureInputs) -> pd.DataFrame:
-    """One row per run: run_id, family, size, seq_len, source (data.source, or None when
-    unknown), experiment (the sweep that created the run, when known), params_total."""
+    """One row per run: run_id, family, size, seq_len, source (the result's data_source, or None
+    when unknown), experiment (the sweep that created the run, from its config.yaml when the
+    store has it), params_total."""
     runs = inputs.runs
     cols = ["run_id", "family", "size", "seq_len", "source", "experiment", "params_total"]
     if runs is None or not len(runs):
@@ -110,12 +87,9 @@ def run_sources(inputs: FigureInputs) -> pd.DataFrame:
     configs = _configs(_root(inputs), runs["run_id"])
     rows = []
     for row in runs.to_dict("records"):
-        cfg = configs.get(str(row["run_id"]))
-        if cfg:
-            source = (cfg.get("data") or {}).get("source")
-            experiment = (cfg.get("experiment") or {}).get("name")
-        else:
-            source, experiment = _task_from_fingerprint(row), None
+        cfg = configs.get(str(row["run_id"])) or {}
+        source = row.get("data_source") or (cfg.get("data") or {}).get("source")
+        experiment = (cfg.get("experiment") or {}).get("name")
         rows.append({"run_id": str(row["run_id"]), "family": str(row["family"]), "size": row.get("size"),
                      "seq_len": row.get("seq_len"), "source": source, "experiment": experiment,
                      "params_total": row.get("params_total")})
@@ -150,27 +124,22 @@ def bin_losses(losses, bins_per_decade: int = 12) -> pd.DataFrame:
 
 def _eval_files(root: str, run_id: str) -> dict[int, str]:
     """Evaluation length -> path of `<run>/eval/loss_by_position_<L>.json`."""
-    from griffin_core.run_store import RunStore
+    from run_store import RunStore, join
 
-    folder = RunStore(root).run_dir(run_id).rstrip("/") + "/eval"
-    if "://" in folder:
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(folder)
-        names = [p.rsplit("/", 1)[-1] for p in fs.glob(path + "/loss_by_position_*.json")]
-    else:
-        names = os.listdir(folder) if os.path.isdir(folder) else []
+    store = RunStore(root)
+    folder = store.run_file(run_id, "eval")
+    names = store.run_listing(run_id, "eval")
     out = {}
     for name in names:
         stem = name[len("loss_by_position_"):-len(".json")] if name.startswith("loss_by_position_") \
             and name.endswith(".json") else ""
         if stem.isdigit():
-            out[int(stem)] = folder + "/" + name
+            out[int(stem)] = join(folder, name)
     return out
 
 
 def _read_json(path: str) -> dict | None:
-    from griffin_core.run_store import read_json
+    from run_store import read_json
 
     try:
         return read_json(path, "loss-by-position file")

@@ -84,8 +84,8 @@ def isoflop_table(budgets: Sequence[float] = (1e18, 1e19, 1e20, 1e21), *, sizes_
 def result_record(run_id: str, family: str, size: str, *, N: float, D: float, L: float, seed: int = 0,
                   budget: str = "20tpp", budget_rule: str = "tokens_per_param", budget_value: float = 20.0,
                   status: str = "SUCCESS", corpus_fingerprint: str = "synthetic", seq_len: int = 128,
-                  positions: int = 0) -> dict:
-    """A complete result.json (as experiments.runner.assemble_result writes it)."""
+                  positions: int = 0, data_source: str = "embedded") -> dict:
+    """A complete result.json's fields (run_store.RunResult, as the runner writes it)."""
     N, D = int(N), int(D)
     six = 6.0 * N * D
     emb = int(0.2 * N)
@@ -100,7 +100,8 @@ def result_record(run_id: str, family: str, size: str, *, N: float, D: float, L:
         "heldout_bits_per_byte": None if L is None else L / np.log(2),
         "heldout_loss_by_position": [float(L * (1 + 1.0 / (p + 1))) for p in range(positions)],
         "heldout_accuracy": None, "accuracy_by_length": None, "wall_time_s": 1.0, "tokens_per_s": 1000.0,
-        "mfu": None, "versions": {"python": "3"}, "git_sha": None, "corpus_fingerprint": corpus_fingerprint,
+        "mfu": None, "mfu_kind": None, "versions": {"python": "3"}, "git_sha": None,
+        "corpus_fingerprint": corpus_fingerprint, "data_source": data_source,
     }
 
 
@@ -109,7 +110,7 @@ def write_store(root: str | os.PathLike, runs: pd.DataFrame, *, sweep: str | Non
     """Write a run store with one run per row of `runs` (columns family, size, N, D, L and
     optionally seed, budget, budget_rule, budget_value, status: SUCCESS | DIVERGED | FAILED).
     Returns the run ids (and writes sweeps/<sweep>.json when `sweep` is given)."""
-    from griffin_core.run_store import RunStore, compute_run_id
+    from run_store import RunStore, compute_run_id
 
     store = RunStore(root)
     ids = []

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from experiments.benchmarks import MALLOC_MODES, configure_malloc, write_json_atomic
+from experiments.configuration import USER_ERRORS
+from run_store.cli import ArgumentParser, command, non_negative_int, positive_int
 
 
 @dataclass(frozen=True)
@@ -43,23 +45,39 @@ def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPar
 
 # --------------------------------------------------------------------------- subcommands
 
+ENTRY_POINT_GROUP = "griffin_scaling.bench"
+"""Benchmarks of other packages join `griffin-bench` through this entry-point group (a module
+with HELP, add_arguments and run; launch's sweep benchmark is one), so this package never
+imports the packages above it."""
+
 
 def _module(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict]]:
-    """`add_arguments` and `run` of experiments.benchmarks.NAME, imported only when used (so
+    """`add_arguments` and `run` of a benchmark module, imported only when used (so
     `griffin-bench --help` does not start JAX or Ray)."""
     import importlib
 
     def load():
-        return importlib.import_module(f"experiments.benchmarks.{name}")
+        return importlib.import_module(name)
 
     return (lambda parser: load().add_arguments(parser)), (lambda args: load().run(args))
+
+
+def _plugins() -> None:
+    """Register the benchmarks other installed packages declare in ENTRY_POINT_GROUP. Their
+    modules keep heavy imports inside `run`, so loading them here costs nothing."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name not in SUBCOMMANDS:
+            module = ep.load()
+            register(ep.name, module.HELP, module.add_arguments, module.run)
 
 
 def _limits_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="re-measure the matmul peak even if the cache has it")
-    parser.add_argument("--matmul-n", type=int, default=2048, help="matmul size n (default %(default)s)")
-    parser.add_argument("--elements", type=int, default=8 * 2048 * 1024,
+    parser.add_argument("--matmul-n", type=positive_int, default=2048, help="matmul size n (default %(default)s)")
+    parser.add_argument("--elements", type=positive_int, default=8 * 2048 * 1024,
                         help="fp32 elements per triad array (default %(default)s, 64 MiB)")
 
 
@@ -79,29 +97,29 @@ def _limits_run(args: argparse.Namespace) -> dict[str, Any]:
             "matmul_peak": peak}
 
 
-register("scan", "RG-LRU scan implementations in GB/s against a streaming triad", *_module("scan_bench"))
+register("scan", "RG-LRU scan implementations in GB/s against a streaming triad",
+         *_module("experiments.benchmarks.scan_bench"))
 register("limits", "streaming bandwidth and the (cached) dense-matmul peak",
          _limits_arguments, _limits_run)
 register("train", "training-step tokens/s and MFU of each family against the cached matmul peak",
-         *_module("train_bench"))
-register("sweep", "scheduling overhead per run and how busy a sweep of small runs keeps the cores",
-         *_module("sweep_bench"))
+         *_module("experiments.benchmarks.train_bench"))
 
 
 # --------------------------------------------------------------------------- CLI
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--repeats", type=int, default=None,
+    _plugins()
+    common = ArgumentParser(add_help=False)
+    common.add_argument("--repeats", type=positive_int, default=None,
                         help="timed rounds per measurement (default: the benchmark's own)")
-    common.add_argument("--seed", type=int, default=0, help="inputs and round order (default %(default)s)")
+    common.add_argument("--seed", type=non_negative_int, default=0, help="inputs and round order (default %(default)s)")
     common.add_argument("--json", metavar="PATH", default=None, help="also write the results to PATH")
     common.add_argument("--malloc", choices=MALLOC_MODES, default="reuse",
                         help="'reuse': keep freed large buffers mapped, so that timings do not count "
                              "the page faults of fresh outputs; 'default': glibc as configured "
                              "(default %(default)s; see experiments.benchmarks.configure_malloc)")
-    parser = argparse.ArgumentParser(prog="griffin-bench", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="griffin-bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in SUBCOMMANDS.values():
         cmd.add_arguments(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, parents=[common]))
@@ -111,8 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse `argv`, run the subcommand (it prints its report) and return its results."""
     args = build_parser().parse_args(argv)
-    if args.repeats is not None and args.repeats < 1:
-        raise SystemExit(f"griffin-bench: --repeats must be >= 1, got {args.repeats}")
     args.malloc_info = configure_malloc(args.malloc)  # before the subcommand starts JAX's threads
     result = {"command": args.command, "malloc": args.malloc_info, **SUBCOMMANDS[args.command].run(args)}
     if args.json:
@@ -121,9 +137,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str]) -> int:
     run(argv)
     return 0
+
+
+main = command(_main, USER_ERRORS, prog="griffin-bench")
 
 
 if __name__ == "__main__":

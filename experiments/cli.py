@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Callable, Sequence
 
-from experiments.configuration import USER_ERRORS, compose, one_line, to_dict
+from experiments.configuration import USER_ERRORS, compose, to_dict
+from run_store.cli import ArgumentParser, command
 
 
 def _guard(main: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str] | None], int]:
-    def wrapped(argv: Sequence[str] | None = None) -> int:
-        try:
-            return main(sys.argv[1:] if argv is None else argv)
-        except USER_ERRORS as err:
-            print(f"error: {one_line(err)}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-    return wrapped
+    """A command taking Hydra overrides, with the project's one-line user errors."""
+    return command(main, USER_ERRORS)
 
 
 def overrides_parser(prog: str, description: str, switches: dict[str, str], overrides_help: str
-                     ) -> argparse.ArgumentParser:
+                     ) -> ArgumentParser:
     """The parser of a command taking Hydra overrides: on/off `switches` ({"--flag": help}),
     then the overrides as positionals (parse with `parse_intermixed_args`, so flags may come
     anywhere)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     for flag, text in switches.items():
         parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument("overrides", nargs="*", help=overrides_help)
@@ -60,9 +52,9 @@ def _train(argv: Sequence[str]) -> int:
     if report.status == "BUSY":
         print(f"error: {report.reason}", file=sys.stderr)
         return 1
-    res = report.result or {}
-    print(f"{report.status}: held-out loss {res.get('heldout_loss_nats')} nats"
-          + (f" ({res['heldout_bits_per_byte']:.4f} bits/byte)" if res.get("heldout_bits_per_byte") else "")
+    res = report.result
+    loss, bpb = (res.heldout_loss_nats, res.heldout_bits_per_byte) if res else (None, None)
+    print(f"{report.status}: held-out loss {loss} nats" + (f" ({bpb:.4f} bits/byte)" if bpb else "")
           + (f"; {report.reason}" if report.reason else ""))
     return 0 if report.status == "SUCCESS" else 1
 

@@ -11,16 +11,11 @@ from typing import Any, Sequence
 
 from griffin_core.config import ConfigError
 from griffin_core.data.errors import DataError
-from griffin_core.run_store import StoreError
+from run_store import StoreError, one_line
 
 
 class UsageError(Exception):
     """A bad command line, config, data or store file: printed as one line, exit code 2."""
-
-
-def one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text or type(err).__name__
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> Any:

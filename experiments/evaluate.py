@@ -4,28 +4,34 @@ training length a model keeps improving). Writes `<run>/eval/loss_by_position_<L
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
-import pathlib
 import sys
 from typing import Any, Sequence
 
 from experiments.cli import _guard
 from experiments.configuration import UsageError
+from run_store import write_json
+from run_store.cli import ArgumentParser, positive_int
 
 
 def load_run(run_dir: str):
-    """(RunSpec, store, run id) of a finished run folder."""
+    """(RunSpec, store, run id) of a run folder with checkpoints (a path or a URL). Reads only:
+    a folder that is not a run, or a run with nothing to evaluate, is refused untouched."""
     from experiments.spec import validate
-    from griffin_core.run_store import RunStore
+    from run_store import RunStore, is_url, locations
 
-    path = pathlib.Path(run_dir).resolve()
-    if not (path / "config.yaml").is_file():
+    folder = run_dir if is_url(run_dir) else os.path.abspath(run_dir)
+    run_id = locations.name(folder)
+    store = RunStore(locations.parent(locations.parent(folder)))
+    try:
+        config = store.read_config(run_id)
+    except ValueError:  # not a run id: the folder's name has characters run ids never have
+        config = None
+    if config is None:
         raise UsageError(f"{run_dir}: not a run folder (no config.yaml)")
-    store = RunStore(path.parent.parent)
-    return validate(with_current_defaults(store.read_config(path.name))), store, path.name
+    if not store.has_checkpoints(run_id):
+        raise UsageError(f"{run_dir}: no checkpoint to evaluate (the run has not saved one yet)")
+    return validate(with_current_defaults(config)), store, run_id
 
 
 def with_current_defaults(config: dict) -> dict:
@@ -52,7 +58,8 @@ def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]
     ckpt = Checkpointer(store.ckpt_dir(run_id))
     step = ckpt.latest_step()
     if step is None:
-        raise UsageError(f"{run_dir}: no checkpoint to evaluate")
+        ckpt.close()
+        raise UsageError(f"{run_dir}: no complete checkpoint to evaluate")
     abstract = jax.eval_shape(lambda: init_params(spec.model, jax.random.PRNGKey(0)))
     target = jax.tree_util.tree_map(lambda x: jax.numpy.zeros(x.shape, x.dtype), abstract)
     from griffin_core.optim import OptimSpec, make_optimizer
@@ -60,6 +67,7 @@ def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]
 
     optimizer = make_optimizer(OptimSpec(total_steps=spec.schedule.steps, **spec.optim))
     state = ckpt.restore(step, init_state(target, optimizer))
+    ckpt.close()
     source = build_source(spec.data)
     available = count_long_documents(source, length)
     if not available:
@@ -78,20 +86,20 @@ def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]
 
 
 def _eval(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="griffin-eval", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="griffin-eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", help="run folders (<root>/runs/<run-id>)")
-    parser.add_argument("--length", type=int, default=0, help="evaluation length (default 4 x training length)")
-    parser.add_argument("--docs", type=int, default=16, help="held-out documents to average over")
+    parser.add_argument("--length", type=positive_int, default=None,
+                        help="evaluation length (default 4 x training length)")
+    parser.add_argument("--docs", type=positive_int, default=16, help="held-out documents to average over")
     args = parser.parse_args(argv)
+    for run_dir in args.run_dirs:  # every folder checked before any is evaluated
+        load_run(run_dir)
     for run_dir in args.run_dirs:
-        spec, _, _ = load_run(run_dir)
+        spec, store, run_id = load_run(run_dir)
         length = args.length or 4 * spec.schedule.seq_len
         out = loss_by_position(run_dir, length, args.docs)
-        path = pathlib.Path(run_dir) / "eval" / f"loss_by_position_{length}.json"
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out))
-        os.replace(tmp, path)
+        path = store.run_file(run_id, f"eval/loss_by_position_{length}.json")
+        write_json(path, out)
         quarter = [out["loss_by_position"][int(f * length) - 1] for f in (0.25, 0.5, 0.75, 1.0)]
         print(f"{out['run_id']}: mean {out['mean_loss']:.4f} nats over {out['documents']} documents of {length}; "
               f"at 1/4, 1/2, 3/4, end: " + ", ".join(f"{q:.3f}" for q in quarter) + f" -> {path}")

@@ -17,17 +17,10 @@ from typing import Any, Mapping, Sequence
 
 from experiments.cli import _guard, overrides_parser
 from experiments.configuration import UsageError, compose, to_dict
+from run_store.locations import is_url, measurement_path
 
 KINDS = ("train_speed", "inference")
 SCHEMA_VERSION = 1
-
-
-def measurement_path(root: str, name: str) -> str:
-    """Where the measurement `name` of the store at `root` (a folder or an fsspec URL) lives."""
-    root = os.fspath(root)
-    if "://" in root or "::" in root:
-        return "/".join([root.rstrip("/"), "measurements", f"{name}.json"])
-    return os.path.join(root, "measurements", f"{name}.json")
 
 
 def _settings(cfg: Mapping[str, Any]):
@@ -56,13 +49,13 @@ def _compile_cache(cfg: Mapping[str, Any]) -> str | None:
     else <store root>/jax-cache for a local store (none for a remote one)."""
     import jax
 
-    from experiments.benchmarks.train_bench import use_compile_cache
+    from experiments.benchmarks.compile_cache import use_compile_cache
 
     if jax.config.jax_compilation_cache_dir:
         return str(jax.config.jax_compilation_cache_dir)
     root = str(cfg["store"]["root"])
     folder = cfg["launcher"].get("compile_cache") or (
-        None if "://" in root or "::" in root else os.path.join(root, "jax-cache"))
+        None if is_url(root) else os.path.join(root, "jax-cache"))
     return use_compile_cache(folder) if folder else None
 
 
@@ -109,7 +102,7 @@ def _measure(argv: Sequence[str]) -> int:
 
     malloc = configure_malloc(cfg["experiment"]["measure"]["malloc"])  # before JAX starts its threads
     from experiments.benchmarks.limits import machine_info, now_iso
-    from griffin_core.run_store import write_json
+    from run_store import write_json
 
     compile_cache = _compile_cache(cfg)
     progress = (lambda s: None) if args.quiet else (lambda s: print(f"[{name}] {s}", file=sys.stderr, flush=True))

@@ -19,7 +19,8 @@ import numpy as np
 from experiments import run_data
 from experiments.spec import RunSpec, validate
 from griffin_core.data.errors import DataError
-from griffin_core.run_store import RunStore, compute_run_id
+from run_store import RunResult, RunStore, compute_run_id, is_url, make_result, one_line
+from run_store.results import MFU_KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ class RunReport:
     run_id: str
     status: str  # SUCCESS | DIVERGED | FAILED | SKIPPED (already done) | BUSY (another owner)
     reason: str | None = None
-    result: dict | None = None
+    result: RunResult | None = None
 
 
 def resolve(cfg: Mapping[str, Any], require_data: bool = True) -> RunRef:
@@ -50,7 +51,7 @@ def resolve(cfg: Mapping[str, Any], require_data: bool = True) -> RunRef:
     except DataError as err:
         if require_data:
             raise
-        fingerprint, error = "no-data", " ".join(str(err).split())
+        fingerprint, error = "no-data", one_line(err)
     run_id = compute_run_id(spec.family, spec.size, spec.budget_label, spec.semantic(), fingerprint)
     return RunRef(spec, run_id, fingerprint, error)
 
@@ -113,7 +114,7 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
         logger = WandbLogger(
             run_id, project=wb["project"], entity=wb["entity"], group=sweep or spec.config["experiment"]["name"],
             tags=[spec.family, spec.size, spec.budget_label, f"seed={spec.seed}"], config=spec.config,
-            mode=wb["mode"], dir=wb["dir"] or (store.run_dir(run_id) if "://" not in store.root else None))
+            mode=wb["mode"], dir=wb["dir"] or (None if is_url(store.root) else store.run_dir(run_id)))
 
         def write_rows(rows):
             lease.append_metrics(rows)
@@ -132,10 +133,10 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
             lease.write_status("DIVERGED", step=outcome.step, reason=outcome.reason)
         else:
             lease.write_status("SUCCESS")
-        logger.finish(result)
+        logger.finish(result.to_json())
         return RunReport(run_id, outcome.status, outcome.reason, result)
     except BaseException as err:
-        reason = f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+        reason = one_line(err, with_type=True, limit=500)
         if not lease.lost:
             lease.write_status("FAILED", reason=reason)
         if logger is not None:
@@ -174,31 +175,29 @@ def owner_is_dead(lease: Mapping[str, Any] | None) -> bool:
     return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
-def assemble_result(ref: RunRef, status: str, figures: Mapping[str, Any], store: RunStore) -> dict:
+def assemble_result(ref: RunRef, status: str, figures: Mapping[str, Any], store: RunStore) -> RunResult:
     spec = ref.spec
     params = spec.params()
-    flops = spec.flops()
     final = dict(figures)
     if final.get("final_train_loss") is None and status == "SUCCESS":
         rows = store.read_metrics(ref.run_id)
         final["final_train_loss"] = rows[-1]["loss"] if rows else None
     tokens_per_s = final.get("tokens_per_s")
-    return {
-        "run_id": ref.run_id, "status": status, "family": spec.family, "size": spec.size, "seed": spec.seed,
-        "budget": spec.budget_label, "budget_rule": spec.budget.rule, "budget_value": spec.budget.value,
-        "params_total": params.total, "params_non_embedding": params.non_embedding,
-        "tokens": spec.schedule.tokens, "steps": spec.schedule.steps, "batch_size": spec.schedule.batch_size,
-        "seq_len": spec.schedule.seq_len, "lr": spec.schedule.lr, "flops": flops,
-        "flop_convention_default": "exact",
-        "epochs": final.get("epochs", 0.0), "final_train_loss": final.get("final_train_loss"),
-        "heldout_loss_nats": final.get("heldout_loss_nats"), "heldout_loss_se": final.get("heldout_loss_se"),
-        "heldout_bits_per_byte": final.get("heldout_bits_per_byte"),
-        "heldout_loss_by_position": final.get("heldout_loss_by_position", []),
-        "heldout_accuracy": final.get("heldout_accuracy"), "accuracy_by_length": final.get("accuracy_by_length"),
-        "wall_time_s": final.get("wall_time_s") or 0.0, "tokens_per_s": tokens_per_s,
-        "mfu": mfu(spec, tokens_per_s), "versions": versions(), "git_sha": git_sha(),
-        "corpus_fingerprint": ref.fingerprint,
-    }
+    utilisation = mfu(spec, tokens_per_s)
+    return make_result(
+        run_id=ref.run_id, status=status, family=spec.family, size=spec.size, seed=spec.seed,
+        budget=spec.budget_label, budget_rule=spec.budget.rule, budget_value=spec.budget.value,
+        params_total=params.total, params_non_embedding=params.non_embedding,
+        tokens=spec.schedule.tokens, steps=spec.schedule.steps, batch_size=spec.schedule.batch_size,
+        seq_len=spec.schedule.seq_len, lr=spec.schedule.lr, flops=spec.flops(), flop_convention_default="exact",
+        epochs=final.get("epochs", 0.0), final_train_loss=final.get("final_train_loss"),
+        heldout_loss_nats=final.get("heldout_loss_nats"), heldout_loss_se=final.get("heldout_loss_se"),
+        heldout_bits_per_byte=final.get("heldout_bits_per_byte"),
+        heldout_loss_by_position=final.get("heldout_loss_by_position", []),
+        heldout_accuracy=final.get("heldout_accuracy"), accuracy_by_length=final.get("accuracy_by_length"),
+        wall_time_s=final.get("wall_time_s") or 0.0, tokens_per_s=tokens_per_s, mfu=utilisation,
+        mfu_kind=MFU_KINDS[0] if utilisation is not None else None, versions=versions(), git_sha=git_sha(),
+        corpus_fingerprint=ref.fingerprint, data_source=spec.data["source"])
 
 
 def mfu(spec: RunSpec, tokens_per_s: float | None) -> float | None:

@@ -14,11 +14,8 @@ skips every row whose step is <= the last step W&B already has, known from
 
 In a multi-host run only one process logs: give the others mode='disabled'.
 
-Logging must never hang or fail a run. Mode 'auto' goes online only if an API key is
-present (WANDB_API_KEY, an identity token file, or a netrc entry for the W&B host: read
-locally, never sent anywhere by us) and the host accepts a TCP connection within
-`connect_timeout_s` (DNS included, in a daemon thread); otherwise offline (`wandb sync` the
-folder later). Every call into wandb is wrapped: the first exception is reported once as a
+Logging must never hang or fail a run. Mode 'auto' is resolved by `run_store.wandb_mode`
+(online only with a key and a host that answers within the probe's deadline). Every call into wandb is wrapped: the first exception is reported once as a
 warning and logging is off for the rest of the run. wandb's own init and finish waits are
 bounded by `init_timeout_s` and `finish_timeout_s`. We never write the API key anywhere.
 
@@ -34,94 +31,18 @@ had; the store holds the recomputed ones.
 from __future__ import annotations
 
 import logging
-import netrc
 import os
-import socket
-import threading
 import time
 import warnings
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
-from urllib.parse import urlsplit
 
-from griffin_core.run_store import StoreError, read_json, write_json
+from run_store import StoreError, one_line, read_json, write_json
+from run_store.wandb_mode import MODES, resolve_mode
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "online", "offline", "disabled")
-DEFAULT_BASE_URL = "https://api.wandb.ai"
 STATE_FILE = "wandb_state.json"
 _MAX_TAG_LEN = 64  # W&B refuses longer tags
-
-
-def wandb_base_url() -> str:
-    return os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
-
-
-def has_api_key(base_url: str | None = None) -> bool:
-    """Whether credentials for the W&B host are available locally (no network, no writes):
-    WANDB_API_KEY, WANDB_IDENTITY_TOKEN_FILE, or a netrc entry (NETRC, ~/.netrc, ~/_netrc)."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    host = urlsplit(base_url or wandb_base_url()).netloc
-    if not host:
-        return False
-    candidates = [os.environ["NETRC"]] if os.environ.get("NETRC") else []
-    home = Path(os.path.expanduser("~"))
-    candidates += [str(home / ".netrc"), str(home / "_netrc")]
-    for path in candidates:
-        if not os.path.isfile(path):
-            continue
-        try:
-            entry = netrc.netrc(path).authenticators(host)
-        except (OSError, netrc.NetrcParseError):
-            continue
-        if entry and entry[2]:
-            return True
-    return False
-
-
-def host_reachable(base_url: str | None = None, timeout_s: float = 2.0) -> bool:
-    """True if the W&B host accepts a TCP connection within `timeout_s`, name lookup
-    included (done in a daemon thread, so a stuck resolver cannot hold the caller)."""
-    parts = urlsplit(base_url or wandb_base_url())
-    if not parts.hostname:
-        return False
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    ok = threading.Event()
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((parts.hostname, port), timeout=timeout_s):
-                ok.set()
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=probe, name="wandb-host-probe", daemon=True)
-    thread.start()
-    thread.join(timeout_s + 0.5)
-    return ok.is_set()
-
-
-def resolve_mode(mode: str = "auto", connect_timeout_s: float = 2.0) -> str:
-    """'online', 'offline' or 'disabled' for a requested mode (see the module doc). In
-    'auto', WANDB_MODE=offline/dryrun/disabled and WANDB_DISABLED=true are honoured."""
-    if mode not in MODES:
-        raise ValueError(f"wandb mode {mode!r} is not one of {list(MODES)}")
-    if mode != "auto":
-        return mode
-    if os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"):
-        return "disabled"
-    env_mode = os.environ.get("WANDB_MODE", "").lower()
-    if env_mode == "disabled":
-        return "disabled"
-    if env_mode in ("offline", "dryrun"):
-        return "offline"
-    if not has_api_key():
-        return "offline"
-    if not host_reachable(timeout_s=connect_timeout_s):
-        return "offline"
-    return "online"
 
 
 class WandbLogger:
@@ -174,7 +95,7 @@ class WandbLogger:
 
     # -- error handling
     def _disable(self, what: str, err: BaseException) -> None:
-        self.error = f"{what}: {type(err).__name__}: {' '.join(str(err).split())}"
+        self.error = f"{what}: {one_line(err, with_type=True)}"
         msg = (f"W&B logging of run {self.run_id} is off for the rest of the run ({self.error}); "
                "the run store still has every metric")
         log.warning(msg)
@@ -289,4 +210,4 @@ class WandbLogger:
             self.finish(exit_code=0 if exc_type is None else 1)
 
 
-__all__ = ["MODES", "STATE_FILE", "WandbLogger", "has_api_key", "host_reachable", "resolve_mode"]
+__all__ = ["STATE_FILE", "WandbLogger"]

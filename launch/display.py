@@ -81,7 +81,7 @@ def summary_table(plan: Plan, outcomes) -> Table:
             table.add_row(run.ref.run_id, "NOT RUN", "", "", "", "")
             continue
         result = plan.store.read_result(run.ref.run_id) if outcome.status in ("SUCCESS", "SKIPPED", "DIVERGED") else None
-        loss = (result or {}).get("heldout_loss_nats")
+        loss = result.heldout_loss_nats if result else None
         detail = ""
         if outcome.status in ("FAILED", "DIVERGED"):
             detail = f"{outcome.reason or ''} ({outcome.log_path})" if outcome.log_path else (outcome.reason or "")

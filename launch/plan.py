@@ -20,8 +20,8 @@ from experiments.runner import RunRef, resolve
 from griffin_core import counting
 from griffin_core.config import ConfigError
 from griffin_core.data.errors import DataError
-from griffin_core.run_store import RunStore, StoreError
 from launch.tpu_types import parse_pod_type
+from run_store import RunStore, StoreError, one_line
 
 # Fallbacks when nothing has been measured yet: a fraction of the cached matmul peak, and the
 # fixed cost of a run (process start, compilation, evaluations, checkpoints).
@@ -79,7 +79,7 @@ def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[st
             refs.append((resolve(cfg, require_data), list(overrides), point))
         except (UsageError, ConfigError, DataError) as err:
             where = " ".join(f"{k}={v}" for k, v in point.items()) or "the only point"
-            raise UsageError(f"grid point {where}: {' '.join(str(err).split())}") from None
+            raise UsageError(f"grid point {where}: {one_line(err)}") from None
     if not refs:
         raise UsageError("the sweep has no grid points")
     first = refs[0][0].spec.config
@@ -157,13 +157,13 @@ def measured_rates(store: RunStore) -> dict[str, float]:
             result = store.read_result(run_id)
         except StoreError:
             continue
-        if not result or not result.get("tokens_per_s") or result.get("status") != "SUCCESS":
+        if not result or not result.tokens_per_s or result.status != "SUCCESS" or "exact" not in result.flops:
             continue
-        per_token = result["flops"]["exact"] / max(result["tokens"], 1)
-        rate = result["tokens_per_s"] * per_token
-        by_family.setdefault(result["family"], []).append(rate)
-        by_size.setdefault(f"{result['family']}/{result['size']}", []).append(rate)
-        overheads.append(max(0.0, result["wall_time_s"] - result["tokens"] / result["tokens_per_s"]))
+        per_token = result.flops["exact"] / max(result.tokens, 1)
+        rate = result.tokens_per_s * per_token
+        by_family.setdefault(result.family, []).append(rate)
+        by_size.setdefault(f"{result.family}/{result.size}", []).append(rate)
+        overheads.append(max(0.0, result.wall_time_s - result.tokens / result.tokens_per_s))
     rates = {fam: statistics.median(v) for fam, v in by_family.items()}
     if rates:
         rates["*"] = statistics.median(rates.values())

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from launch.plan import Plan, PlannedRun
 from launch.worker import compile_cache_env, run_point, xla_env
+from run_store import is_url, one_line
 
 SYSTEM_ERRORS = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
                  "OutOfMemoryError", "ActorDiedError", "TaskUnschedulableError", "RaySystemError",
@@ -200,7 +201,7 @@ class Scheduler:
 
     def _log_path(self, run: PlannedRun) -> str | None:
         root = self.plan.store.root
-        return None if "://" in root else os.path.join(self.plan.store.run_dir(run.ref.run_id), "logs", "worker.log")
+        return None if is_url(root) else os.path.join(self.plan.store.run_dir(run.ref.run_id), "logs", "worker.log")
 
 
 def reuses_workers(launcher: dict[str, Any]) -> bool:
@@ -223,7 +224,7 @@ def _is_local(address: str | None) -> bool:
 
 def _default_cache(plan: Plan) -> str | None:
     root = plan.store.root
-    return None if "://" in root else os.path.abspath(os.path.join(root, "jax-cache"))
+    return None if is_url(root) else os.path.abspath(os.path.join(root, "jax-cache"))
 
 
 def _error_kind(err: BaseException) -> str:
@@ -236,6 +237,4 @@ def _error_kind(err: BaseException) -> str:
 
 
 def _reason(err: BaseException) -> str:
-    cause = getattr(err, "cause", None) or err
-    text = " ".join(str(cause).split())
-    return f"{type(cause).__name__}: {text}"[:300]
+    return one_line(getattr(err, "cause", None) or err, with_type=True, limit=300)

@@ -39,6 +39,7 @@ import socket
 from typing import Any, Callable, Mapping
 
 from launch.tpu_types import GENERATIONS, parse_pod_type
+from run_store import is_url, one_line
 
 LIBTPU_LOCKFILE = "/tmp/libtpu_lockfile"
 """libtpu's lock: present while a process holds the chips, left behind when one is killed."""
@@ -136,7 +137,7 @@ def run_slice(cfg: Mapping[str, Any], sweep: str | None, launcher: Mapping[str, 
                                                head_reservation_timeout_s=reserve_timeout_s,
                                                bundle_label_selector=[{POD_TYPE_LABEL: pod.pod_type}] * bundles)
     except TimeoutError as err:
-        raise SliceHostLost(f"no free {pod.pod_type} slice within {reserve_timeout_s}s: {_one_line(err)}") from None
+        raise SliceHostLost(f"no free {pod.pod_type} slice within {reserve_timeout_s}s: {one_line(err, limit=400)}") from None
     try:
         pg = handle.placement_group
         ready, _ = ray.wait([pg.ready()], timeout=ready_timeout_s)
@@ -149,7 +150,7 @@ def run_slice(cfg: Mapping[str, Any], sweep: str | None, launcher: Mapping[str, 
             probe = ray.remote(_free_port).options(num_cpus=0, scheduling_strategy=_in_bundle(pg, first["bundle"]))
             port = ray.get(probe.remote(first["address"]), timeout=120)
         except ray.exceptions.RayError as err:
-            raise SliceHostLost(f"host 0 of slice {first['slice_name']} did not answer: {_one_line(err)}") from None
+            raise SliceHostLost(f"host 0 of slice {first['slice_name']} did not answer: {one_line(err, limit=400)}") from None
         coordinator = f"{first['address']}:{port}"
         entry = ray.remote(max_calls=1)(host_entry)  # a fresh process per run: libtpu is released
         bundle = handle.bundle_resources  # {"CPU": 1, "TPU": chips per host}: the host task fills it
@@ -256,8 +257,8 @@ def slice_error(errors: list[tuple[dict, BaseException]]) -> Exception:
     where = f"process {host['process_id']} (host {host['worker_id']} of slice {host['slice_name']})"
     others = f"; {len(errors) - 1} other host(s) failed too" if len(errors) > 1 else ""
     if lost:
-        return SliceHostLost(f"{where} was lost: {type(shown).__name__}: {_one_line(shown)}{others}")
-    return SliceRunFailed(f"{where} raised {type(shown).__name__}: {_one_line(shown)}{others}")
+        return SliceHostLost(f"{where} was lost: {one_line(shown, with_type=True, limit=400)}{others}")
+    return SliceRunFailed(f"{where} raised {one_line(shown, with_type=True, limit=400)}{others}")
 
 
 def _in_bundle(pg, index: int):
@@ -271,10 +272,6 @@ def _free_port(address: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((address, 0))
         return sock.getsockname()[1]
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:400]
 
 
 # -- on each host
@@ -300,16 +297,17 @@ def run_host(cfg: Mapping[str, Any], sweep: str | None, host: dict) -> dict:
 
     store = store_for(cfg)
     log = None
-    if "://" not in store.root:
+    if not is_url(store.root):
         name = "worker.log" if host["process_id"] == 0 else f"worker-{host['process_id']}.log"
         log = os.path.join(store.run_dir(resolve(cfg).run_id), "logs", name)
     with output_to(log):
         report = execute_distributed(cfg, host["coordinator"], host["num_processes"], host["process_id"],
                                      bind_address=host["bind_address"], init_timeout_s=host["init_timeout_s"],
                                      heartbeat_timeout_s=host["heartbeat_timeout_s"], sweep=sweep)
-    result = report.result or {}
+    result = report.result
     return {"run_id": report.run_id, "status": report.status, "reason": report.reason,
-            "heldout_loss_nats": result.get("heldout_loss_nats"), "wall_time_s": result.get("wall_time_s"),
+            "heldout_loss_nats": result.heldout_loss_nats if result else None,
+            "wall_time_s": result.wall_time_s if result else None,
             "pid": os.getpid(), "process_id": host["process_id"]}
 
 

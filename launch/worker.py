@@ -81,10 +81,11 @@ def run_point(cfg: Mapping[str, Any], sweep: str, cores: list[int] | None, log_p
             report = execute(resolve(cfg), store_for(cfg), progress=False, sweep=sweep)
         finally:
             _stop_wandb_service()
-    result = report.result or {}
+    result = report.result
     after = _cpu_seconds()
     return {"run_id": report.run_id, "status": report.status, "reason": report.reason,
-            "heldout_loss_nats": result.get("heldout_loss_nats"), "wall_time_s": result.get("wall_time_s"),
+            "heldout_loss_nats": result.heldout_loss_nats if result else None,
+            "wall_time_s": result.wall_time_s if result else None,
             "pid": os.getpid(), "cpu_s": after - before, "process_cpu_s": after,
             "process_s": time.time() - _process_start(), "rss_mb": _resident_mb()}
 

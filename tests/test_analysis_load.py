@@ -19,7 +19,7 @@ from analysis.load import (ExcludedRunsWarning, corpus_entropies, fit_frame, fla
                            load_wandb)
 from analysis.report import analyse, convention_sweep
 from analysis.synthetic import result_record, write_store
-from griffin_core.run_store import RunStore, StoreError
+from run_store import RunStore, StoreError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::analysis.load.ExcludedRunsWarning")
@@ -81,21 +81,30 @@ def test_sweep_manifest_selects_its_runs(store):
         load_store(root, sweep="nope")
 
 
-def test_corrupt_or_newer_results_raise_naming_the_file(tmp_path):
-    ids = write_store(tmp_path, ladder(families=("mqa",), sizes=(1e5, 1e6)))
+def test_corrupt_or_newer_run_files_are_named_and_skipped(tmp_path, capsys):
+    """One damaged run must not hide the others: it is excluded as CORRUPT, with the file named
+    on stderr, and the rest load."""
+    ids = write_store(tmp_path, ladder(families=("mqa",), sizes=(1e5, 1e6, 1e7)))
     path = tmp_path / "runs" / ids[0] / "result.json"
-    path.write_text("{not json")
-    with pytest.raises(StoreError, match=r"result\.json: corrupt result file"):
-        load_store(tmp_path, echo=False)
     rec = result_record(ids[0], "mqa", "s0", N=1e5, D=2e6, L=3.0)
-    path.write_text(json.dumps({**rec, "schema_version": 99}))
-    with pytest.raises(StoreError, match="newer than"):
-        load_store(tmp_path, echo=False)
-    del rec["tokens"]
-    path.write_text(json.dumps({**rec, "schema_version": 1}))
-    with pytest.raises(StoreError) as err:
-        load_store(tmp_path, echo=False)
-    assert str(path) in str(err.value) and "tokens" in str(err.value) and "\n" not in str(err.value)
+    cases = [("{not json", "corrupt result file"),
+             (json.dumps({**rec, "schema_version": 99}), "newer than"),
+             (json.dumps({**{k: v for k, v in rec.items() if k != "tokens"}, "schema_version": 1}), "tokens missing")]
+    for text, message in cases:
+        path.write_text(text)
+        with pytest.warns(ExcludedRunsWarning, match="excluded 1 of 3"):
+            runs = load_store(tmp_path)
+        assert sorted(runs.runs["run_id"]) == sorted(ids[1:])
+        (row,) = runs.excluded.itertuples()
+        assert row.run_id == ids[0] and row.state == "CORRUPT" and str(path) in row.reason and message in row.reason
+        err = capsys.readouterr().err
+        assert f"excluding run {ids[0]}: CORRUPT: {path}" in err and message in err
+    path.write_text(json.dumps({**rec, "schema_version": 2}))
+    status = tmp_path / "runs" / ids[1] / "status.json"
+    status.write_text('{"state": "SUCC')
+    with pytest.warns(ExcludedRunsWarning, match="excluded 1 of 3"):
+        runs = load_store(tmp_path)
+    assert list(runs.excluded["run_id"]) == [ids[1]] and str(status) in runs.excluded["reason"][0]
 
 
 def test_not_a_store(tmp_path):
@@ -165,11 +174,11 @@ def test_wandb_loader_gives_the_store_schema(store):
     runs = []
     for i in range(2):
         rid = ids[i]
-        summary = RunStore(root).read_result(rid)
+        summary = RunStore(root).read_result(rid).to_json()
         summary.update({"_step": 100, "_runtime": 3.0, "loss": 9.9})  # W&B's own keys are ignored
         hist = [{"_step": s, "_runtime": 0.1, "loss": 3.0 - s / 100, "tokens": 10.0 * s} for s in (1, 50, 100)]
         runs.append(FakeRun(rid, summary, hist))
-    diverged = RunStore(root).read_result(next(i for i in ids if i.startswith("mqa-s9")))
+    diverged = RunStore(root).read_result(next(i for i in ids if i.startswith("mqa-s9"))).to_json()
     runs.append(FakeRun("d", diverged, state="failed"))
     runs.append(FakeRun("c", {"loss": 3.0}, state="crashed"))
     api = FakeApi(runs)
@@ -183,8 +192,9 @@ def test_wandb_loader_gives_the_store_schema(store):
     assert list(w.curves["step"][:3]) == [1, 50, 100] and "_runtime" not in w.curves.columns
     assert set(w.excluded["state"]) == {"DIVERGED", "CRASHED"}
     bad = FakeRun("x", {**diverged, "status": "SUCCESS", "schema_version": 1, "tokens": "many"})
-    with pytest.raises(StoreError, match="wandb run ent/proj/x"):
-        load_wandb("ent/proj", api=FakeApi([bad]), echo=False)
+    with pytest.warns(ExcludedRunsWarning, match="excluded 1 of 1"):
+        w = load_wandb("ent/proj", api=FakeApi([bad]), echo=False)
+    assert list(w.excluded["state"]) == ["CORRUPT"] and "wandb run ent/proj/x" in w.excluded["reason"][0]
 
 
 def test_flatten_result():

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from experiments.configuration import UsageError
-from griffin_core.run_store import RunStore, read_metrics
+from run_store import RunStore, read_metrics
 from launch.cli import sweep_main
 from launch.grid import expand
 
@@ -256,7 +256,7 @@ def test_sweep_benchmark_reports_overhead_and_busy_fraction(cluster, tmp_path):
     """`griffin-bench sweep` end to end on the session's Ray (no figure is checked). The
     learning-rate sweep only: the seeds sweep differs in its axis alone (checked below)."""
     from experiments import bench
-    from experiments.benchmarks.sweep_bench import _axes
+    from launch.sweep_bench import _axes
 
     tiny = [f"--override={o}" for o in ("data.seq_len=16", "trainer.batch_size=2", "data.eval_sequences=2",
                                         "data.position_eval_docs=2")]
@@ -304,8 +304,8 @@ def test_time_estimates_prefer_the_runs_own_family_and_size():
 
     def result(family, size, flops_per_s, overhead=2.0):
         tokens, tokens_per_s = 1000, 100.0  # 10 s of training
-        return {"family": family, "size": size, "status": "SUCCESS", "tokens": tokens, "tokens_per_s": tokens_per_s,
-                "flops": {"exact": flops_per_s * tokens / tokens_per_s}, "wall_time_s": 10.0 + overhead}
+        return SimpleNamespace(family=family, size=size, status="SUCCESS", tokens=tokens, tokens_per_s=tokens_per_s,
+                               flops={"exact": flops_per_s * tokens / tokens_per_s}, wall_time_s=10.0 + overhead)
 
     results = {"a": result("hawk", "cpu-30k", 5e9), "b": result("hawk", "cpu-300k", 20e9),
                "c": result("hawk", "cpu-300k", 30e9), "d": result("mqa", "cpu-30k", 4e9)}

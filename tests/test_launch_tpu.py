@@ -269,7 +269,7 @@ def test_two_jax_processes_on_the_slice_train_like_one(tpu_cluster, tmp_path):
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from experiments.configuration import compose, to_dict
-    from griffin_core.run_store import RunStore
+    from run_store import RunStore
     from launch.worker import compile_cache_env, run_point
 
     env = {**ENV, **compile_cache_env(str(ROOT / ".cache" / "jax-tests")), "WANDB_MODE": "disabled"}

@@ -151,7 +151,7 @@ def test_fig5_long_context_draws_the_griffin_eval_files(store):
     for report in store["long_context"]:
         path = store["root"] / "runs" / report.run_id / "eval" / "loss_by_position_128.json"
         losses = json.loads(path.read_text())["loss_by_position"]
-        assert len(losses) == 128 and len(report.result["heldout_loss_by_position"]) == 64
+        assert len(losses) == 128 and len(report.result.heldout_loss_by_position) == 64
         expected = P.bin_losses(losses)
         line = _artist(fig, f"position:{report.run_id}")
         np.testing.assert_allclose(line.get_xdata(), expected["position"])
@@ -174,7 +174,7 @@ def test_fig5_falls_back_to_result_json_without_eval_files(store):
     assert set(table["origin"]) == {"result"} and set(table["length"]) == {64}
     fig = P.fig5_long_context(inputs)
     for report in store["long_context"]:
-        expected = P.bin_losses(report.result["heldout_loss_by_position"])
+        expected = P.bin_losses(report.result.heldout_loss_by_position)
         np.testing.assert_allclose(_artist(fig, f"position:{report.run_id}").get_ydata(), expected["loss"])
 
 
@@ -189,7 +189,7 @@ def test_fig6_selective_copy_plots_heldout_accuracy_against_steps(store):
     line = _artist(fig, f"copy:{report.run_id}")
     assert list(line.get_xdata()) == [2, 4, 6]
     np.testing.assert_allclose(line.get_ydata(), rows["heldout_accuracy"])
-    assert line.get_ydata()[-1] == pytest.approx(report.result["heldout_accuracy"])
+    assert line.get_ydata()[-1] == pytest.approx(report.result.heldout_accuracy)
     plotted = {a.get_gid() for ax in fig.axes for a in ax.get_lines() if str(a.get_gid()).startswith("copy:")}
     assert plotted == {f"copy:{report.run_id}"}  # the induction runs also have accuracy rows
 
@@ -202,7 +202,7 @@ def test_fig6_induction_heads_plots_accuracy_by_length(store):
         inputs, _ = _inputs(store["root"], with_root)
         fig = FIGURES["fig6_induction_heads"].build(inputs)
         for report in store["induction_heads"]:
-            acc = report.result["accuracy_by_length"]
+            acc = report.result.accuracy_by_length
             assert sorted(int(k) for k in acc) == [16, 32]
             line = _artist(fig, f"length:{report.run_id}")
             assert list(line.get_xdata()) == [16, 32]

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 
-from griffin_core.run_store import RunStore, read_metrics, read_result
+from run_store import RunStore, read_metrics, read_result
 
 ARGS = ["family=griffin", "size=cpu-30k", "data.seq_len=32", "model.local_window=16", "trainer.batch_size=8",
         "trainer.budget.rule=steps", "trainer.budget.value=16", "trainer.eval_every=0",
@@ -42,7 +42,7 @@ def _final_params(store_root):
     ckpt = pathlib.Path(store.ckpt_dir(run_id))
     step = max(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
     restored = ocp.StandardCheckpointer().restore(ckpt / str(step) / "default")
-    return restored["params"], read_result(store.run_dir(run_id)), read_metrics(store.run_dir(run_id))
+    return restored["params"], read_result(store.run_dir(run_id)).to_json(), read_metrics(store.run_dir(run_id))
 
 
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments.cli import train_main
-from griffin_core.run_store import RunStore, read_metrics, read_result
+from run_store import RunStore, read_metrics, read_result
 
 TINY = ["size=cpu-30k", "data.seq_len=32", "model.local_window=16", "trainer.batch_size=4",
         "trainer.budget.rule=steps", "trainer.budget.value=12", "trainer.eval_every=6",
@@ -47,7 +47,8 @@ def test_run_writes_the_store_contract(trained):
     for key in ("loss", "lr", "grad_norm", "param_norm", "update_norm", "tokens", "flops"):
         assert all(math.isfinite(r[key]) for r in rows), key
     assert "heldout_loss" in rows[5] and "heldout_loss" in rows[11] and "heldout_loss" not in rows[6]
-    result = read_result(run_dir)
+    result = read_result(run_dir).to_json()
+    assert result["data_source"] == "embedded" and result["mfu_kind"] in (None, "exact_over_measured_matmul_peak")
     assert result["status"] == "SUCCESS" and result["tokens"] == 12 * 4 * 32
     assert result["heldout_loss_nats"] < math.log(256)  # it learned something about bytes
     assert result["heldout_bits_per_byte"] == pytest.approx(result["heldout_loss_nats"] / math.log(2))

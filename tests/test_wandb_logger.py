@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from experiments import wandb_logger as wl
+from run_store import wandb_mode
 from experiments.wandb_logger import WandbLogger
 
 RUN_ID = "griffin-cpu-s-20tpp-0123456789ab"
@@ -108,13 +109,13 @@ def test_auto_mode_without_credentials_is_offline_and_never_connects(wandb_env, 
         raise AssertionError(f"tried to connect to {args}")
 
     monkeypatch.setattr(socket, "create_connection", no_network)
-    assert not wl.has_api_key()
-    assert wl.resolve_mode("auto") == "offline"
+    assert not wandb_mode.has_api_key()
+    assert wandb_mode.resolve_mode("auto") == "offline"
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert wl.resolve_mode("auto") == "disabled"
-    assert wl.resolve_mode("offline") == "offline"
+    assert wandb_mode.resolve_mode("auto") == "disabled"
+    assert wandb_mode.resolve_mode("offline") == "offline"
     with pytest.raises(ValueError, match="not one of"):
-        wl.resolve_mode("cloud")
+        wandb_mode.resolve_mode("cloud")
 
 
 def test_auto_mode_with_a_netrc_key_goes_online_only_if_the_host_answers(wandb_env, monkeypatch):
@@ -122,11 +123,11 @@ def test_auto_mode_with_a_netrc_key_goes_online_only_if_the_host_answers(wandb_e
     netrc_file = Path.home() / ".netrc"
     netrc_file.write_text("machine api.wandb.ai\n  login user\n  password not-a-real-key\n")
     netrc_file.chmod(0o600)
-    assert wl.has_api_key()
-    monkeypatch.setattr(wl, "host_reachable", lambda *a, **k: False)
-    assert wl.resolve_mode("auto") == "offline"
-    monkeypatch.setattr(wl, "host_reachable", lambda *a, **k: True)
-    assert wl.resolve_mode("auto") == "online"
+    assert wandb_mode.has_api_key()
+    monkeypatch.setattr(wandb_mode, "host_reachable", lambda *a, **k: False)
+    assert wandb_mode.resolve_mode("auto") == "offline"
+    monkeypatch.setattr(wandb_mode, "host_reachable", lambda *a, **k: True)
+    assert wandb_mode.resolve_mode("auto") == "online"
 
 
 def test_host_probe_returns_within_its_timeout(monkeypatch):
@@ -136,7 +137,7 @@ def test_host_probe_returns_within_its_timeout(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", hang)
     start = time.monotonic()
-    assert wl.host_reachable("https://example.invalid", timeout_s=0.1) is False
+    assert wandb_mode.host_reachable("https://example.invalid", timeout_s=0.1) is False
     assert time.monotonic() - start < 4
 
 

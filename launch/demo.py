@@ -5,16 +5,16 @@ so a second invocation skips the runs that finished and only redraws."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from typing import Sequence
 
 from experiments.cli import _guard
+from run_store.cli import ArgumentParser
 
 
 def _demo(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="griffin-demo", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="griffin-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="results", help="run store root")
     parser.add_argument("--experiment", default="scaling_cpu", help="the sweep preset to run")
     parser.add_argument("overrides", nargs="*", help="extra overrides for the sweep")

@@ -12,7 +12,11 @@ runs reuse that process (`launcher.reuse_workers`). Reported per run: the overhe
 wall time minus its training loop: driver, Ray, process start, imports, tracing and loading the
 programs, evaluation and checkpoints), the worker's pid and resident memory (reuse, and no
 growth run by run); per sweep, how busy it kept the machine (the runs' CPU time / (wall time x
-cores)). Targets (issue 4): overhead <= 5 s per run warm, >= 85% busy."""
+cores)). Targets (issue 4): overhead <= 5 s per run warm, >= 85% busy.
+
+It lives in `launch/` (it drives the sweep scheduler) and joins `griffin-bench` through the
+`griffin_scaling.bench` entry-point group (pyproject.toml), so `experiments/` never imports
+`launch/`."""
 
 from __future__ import annotations
 
@@ -23,16 +27,21 @@ import tempfile
 import time
 from typing import Any
 
+from run_store.cli import positive_int
+
 RUN = ["family=hawk", "size=cpu-30k", "data.seq_len=128", "trainer.batch_size=8", "trainer.budget.rule=steps",
        "trainer.eval_every=0", "data.eval_sequences=8", "data.position_eval_factor=2",
        "data.position_eval_docs=8", "logger.wandb.mode=disabled"]
 KINDS = ("seeds", "learning_rates")
 
 
+HELP = "scheduling overhead per run and how busy a sweep of small runs keeps the cores"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=int, default=8, help="runs in each measured sweep")
-    parser.add_argument("--steps", type=int, default=300, help="training steps per run")
-    parser.add_argument("--warm-runs", type=int, default=None,
+    parser.add_argument("--runs", type=positive_int, default=8, help="runs in each measured sweep")
+    parser.add_argument("--steps", type=positive_int, default=300, help="training steps per run")
+    parser.add_argument("--warm-runs", type=positive_int, default=None,
                         help="runs of the seeds sweep's cache-filling pass (default: one per core, so every "
                              "worker slot ran once); the learning-rate sweep's pass runs every rate once")
     parser.add_argument("--sweeps", default=",".join(KINDS), help=f"which sweeps, comma-separated: {', '.join(KINDS)}")
@@ -70,7 +79,7 @@ def _measure(kind: str, args: argparse.Namespace, scratch: str, cores: int, own_
     """Fill the cache, restart Ray (if this process owns it), run the measured sweep."""
     import ray
 
-    from griffin_core.run_store import RunStore
+    from run_store import RunStore
     from launch.scheduler import start_ray
 
     cache = os.path.join(scratch, kind, "jax-cache")
@@ -90,7 +99,7 @@ def _measure(kind: str, args: argparse.Namespace, scratch: str, cores: int, own_
     rows = []
     for outcome in outcomes.values():
         result = store.read_result(outcome.run.ref.run_id)
-        loop = result["tokens"] / result["tokens_per_s"]
+        loop = result.tokens / result.tokens_per_s
         report = outcome.report
         rows.append({"run": outcome.run.ref.run_id, "task_s": outcome.seconds, "loop_s": loop,
                      "overhead_s": outcome.seconds - loop, "cpu_s": report["cpu_s"], "process_s": report["process_s"],
@@ -120,12 +129,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
     from experiments.benchmarks.limits import machine_info
+    from experiments.configuration import UsageError
     from launch.scheduler import available_cores, start_ray
 
     kinds = [k.strip() for k in args.sweeps.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
-        raise SystemExit(f"griffin-bench sweep: --sweeps {args.sweeps!r}: choose from {', '.join(KINDS)}")
+        raise UsageError(f"--sweeps {args.sweeps!r}: choose from {', '.join(KINDS)}")
     scratch = args.root or tempfile.mkdtemp(prefix="griffin-sweep-bench-")
     cores = len(available_cores())
     own_ray = start_ray({"ray_address": None})  # or the Ray this process is already connected to

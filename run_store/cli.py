@@ -1,0 +1,72 @@
+"""What every command of the project shares, whichever package it lives in: argparse whose
+errors are one line, numeric argument types that refuse out-of-range values at parse time,
+and the guard that turns a user error into one line on stderr and exit code 2.
+
+It sits in the bottom package because `experiments/`, `launch/` and `analysis/` all have
+commands and none may import another for this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, NoReturn, Sequence
+
+from run_store.errors import one_line
+
+EXIT_USAGE = 2
+"""Exit code of every user error (a bad argument, config, data or store file)."""
+EXIT_INTERRUPTED = 130
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line, `prog: error: message`, exit code 2
+    (argparse's own prints the whole usage first). Subcommand parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, minimum: float, inclusive: bool, what: str) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < minimum or (value == minimum and not inclusive) or value != value:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its message
+    return parse
+
+
+positive_int = _number(int, 0, False, "a positive integer")
+non_negative_int = _number(int, 0, True, "a non-negative integer")
+positive_float = _number(float, 0.0, False, "a positive number")
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (a level, a held-out fraction)."""
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
+
+
+def command(main: Callable[[Sequence[str]], int], user_errors: tuple[type[BaseException], ...],
+            prog: str | None = None) -> Callable[[Sequence[str] | None], int]:
+    """`main(argv)` as a console-script entry point: the user errors it raises become one line
+    on stderr and exit code 2, Ctrl-C exit code 130. Anything else is a bug and keeps its
+    traceback."""
+    def wrapped(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(list(sys.argv[1:] if argv is None else argv))
+        except user_errors as err:
+            print(f"{prog + ': ' if prog else ''}error: {one_line(err)}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    wrapped.__doc__ = main.__doc__
+    return wrapped

@@ -1,14 +1,22 @@
-"""The embedded default corpus: source files of exactly pinned, pure-Python packages.
+"""The embedded default corpus: source files of exactly pinned, pure-Python packages, shipped
+inside this package as one compressed archive.
 
-Every install from `requirements.lock` puts the same bytes on disk (the packages are
-platform-independent `py3-none-any` wheels), so the corpus needs no download and is identical
-on every machine. `corpus_manifest.json` (package data) pins it: for each package its exact
-version and, for each file, the path relative to site-packages, the size and the sha256.
-Loading verifies every byte against the manifest and fails with one line naming the file.
+Why an archive and not the installed packages: reading the corpus from site-packages made it
+depend on what else is installed (one newer pydantic in the environment and every run on the
+default data failed). The archive `corpus.tar.gz` (package data) holds the files themselves,
+so the corpus is present and byte-identical wherever this package installs, whatever else is
+installed, and nothing outside this package is read at run time.
 
-When the lock changes, regenerate the manifest:
+`corpus_manifest.json` (package data) pins it: the archive's sha256 and, for each package, its
+exact version (from requirements.lock), its licence file(s) inside the archive and, for each
+corpus file, the path relative to site-packages, the size and the sha256. Loading checks the
+archive's sha256, decompresses it once per process, and verifies every file against the
+manifest; anything missing or different is a one-line `DataError` naming the archive or file.
 
-    python -m griffin_core.data.corpus --write-manifest
+The archive is built (from the lock's wheels on PyPI) by `python -m griffin_core.data.corpus_build`;
+`python -m griffin_core.data.corpus` verifies it (and `--stats` prints the corpus numbers).
+The archive holds gzip, not xz: zlib is in every Python that can install a wheel, while the
+`lzma` module is optional in CPython builds, and a missing module would mean a missing corpus.
 """
 
 from __future__ import annotations
@@ -16,22 +24,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import importlib.metadata as metadata
+import io
 import json
 import sys
+import tarfile
+import zlib
 from pathlib import Path
 
 from griffin_core.data.errors import DataError
 
 MANIFEST_NAME = "corpus_manifest.json"
-MANIFEST_SCHEMA = 1
+ARCHIVE_NAME = "corpus.tar.gz"
+MANIFEST_SCHEMA = 2
+# Member names inside the archive: corpus files under CORPUS_PREFIX + their site-packages path,
+# licence texts under LICENSES_PREFIX + '<package>/<file>'.
+CORPUS_PREFIX = "corpus/"
+LICENSES_PREFIX = "licenses/"
 
 # Pure-Python (py3-none-any) packages pinned in requirements.lock, largest first. Left out on
 # purpose: the interpreter's standard library (differs between Python builds), platform
 # wheels (ray, numpy, wandb, ...), and packages made mostly of generated code (protobuf
 # bindings, OpenTelemetry's generated semantic conventions).
 # Runtime dependencies only (not jax, whose version an accelerator install may change, nor the
-# test tools), so every install of the lock file has the same corpus.
+# test tools): the list the archive was built from, kept so the corpus never silently changes.
 DEFAULT_PACKAGES = (
     "pygments", "orbax-checkpoint", "flax", "pydantic", "optax", "rich",
     "fsspec", "anyio", "treescope", "hydra-core", "packaging", "pyparsing",
@@ -42,7 +57,9 @@ DEFAULT_PACKAGES = (
 # Text written by people: source, stubs and docs. Version files are left out: some build
 # backends generate them, and they carry almost no text.
 SUFFIXES = (".py", ".pyi", ".md", ".rst")
-_EXCLUDED_NAMES = ("version.py", "_version.py")
+EXCLUDED_NAMES = ("version.py", "_version.py")
+
+_REBUILD = "reinstall the package, or rebuild the archive with `python -m griffin_core.data.corpus_build`"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,62 +79,9 @@ def manifest_path() -> Path:
     return Path(__file__).with_name(MANIFEST_NAME)
 
 
-def _listed_files(dist: metadata.Distribution) -> list[str]:
-    """Relative paths of a distribution's corpus files, from its RECORD, sorted."""
-    out = []
-    for f in dist.files or ():
-        rel = f.as_posix()
-        name = rel.rsplit("/", 1)[-1]
-        if (rel.startswith("..") or ".dist-info/" in rel or "__pycache__" in rel
-                or not rel.endswith(SUFFIXES) or name in _EXCLUDED_NAMES):
-            continue
-        out.append(rel)
-    return sorted(out)
-
-
-def build_manifest(packages: tuple[str, ...] = DEFAULT_PACKAGES) -> dict:
-    """Describe the installed files of `packages` (what `--write-manifest` saves)."""
-    entries = []
-    for name in packages:
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            raise DataError(f"corpus package {name} is not installed") from None
-        wheel = dist.read_text("WHEEL") or ""
-        tags = [line.split(":", 1)[1].strip() for line in wheel.splitlines() if line.startswith("Tag:")]
-        if not tags or not all(t.endswith("-none-any") for t in tags):
-            raise DataError(f"corpus package {name} is not a pure-Python wheel (tags {tags})")
-        files = []
-        for rel in _listed_files(dist):
-            data = Path(dist.locate_file(rel)).read_bytes()
-            files.append([rel, len(data), hashlib.sha256(data).hexdigest()])
-        if not files:
-            raise DataError(f"corpus package {name} has no {'/'.join(SUFFIXES)} files")
-        entries.append({"name": name, "version": dist.version, "files": files})
-    return {
-        "schema": MANIFEST_SCHEMA,
-        "about": "Default corpus: these exact files of these pinned packages. "
-                 "Regenerate with: python -m griffin_core.data.corpus --write-manifest",
-        "suffixes": list(SUFFIXES),
-        "file_fields": ["path", "size", "sha256"],
-        "packages": entries,
-    }
-
-
-def dump_manifest(manifest: dict) -> str:
-    """JSON with one file entry per line: small diffs when the lock changes."""
-    lines = ["{"]
-    for key in ("schema", "about", "suffixes", "file_fields"):
-        lines.append(f"  {json.dumps(key)}: {json.dumps(manifest[key])},")
-    lines.append('  "packages": [')
-    for i, pkg in enumerate(manifest["packages"]):
-        lines.append(f'    {{"name": {json.dumps(pkg["name"])}, "version": {json.dumps(pkg["version"])}, "files": [')
-        rows = [f"      {json.dumps(f)}" for f in pkg["files"]]
-        lines.append(",\n".join(rows))
-        lines.append("    ]}" + ("," if i + 1 < len(manifest["packages"]) else ""))
-    lines.append("  ]")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+def archive_path() -> Path:
+    """The corpus archive shipped inside this package, next to this module."""
+    return Path(__file__).with_name(ARCHIVE_NAME)
 
 
 def load_manifest(path: str | Path | None = None) -> dict:
@@ -127,79 +91,120 @@ def load_manifest(path: str | Path | None = None) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"corpus manifest {path.name} is missing (reinstall the package)") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"corpus manifest {path.name} is not valid JSON: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"corpus manifest {path.name} is not valid JSON: {_one_line(e)}") from None
     if manifest.get("schema") != MANIFEST_SCHEMA:
         raise DataError(f"corpus manifest {path.name}: schema {manifest.get('schema')!r}, "
-                        f"expected {MANIFEST_SCHEMA}")
+                        f"expected {MANIFEST_SCHEMA} ({_REBUILD})")
     return manifest
 
 
 def manifest_entries(manifest: dict) -> list[tuple[str, int, str]]:
-    """All (path, size, sha256) entries, sorted by path."""
+    """All (path, size, sha256) corpus entries, sorted by path (licence files are not corpus)."""
     return sorted((p, int(s), h) for pkg in manifest["packages"] for p, s, h in pkg["files"])
 
 
-_HINT = ("install requirements.lock, or regenerate the manifest with "
-         "`python -m griffin_core.data.corpus --write-manifest`")
-_VERIFIED: dict[str, tuple[CorpusFile, ...]] = {}
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
-def load_corpus(path: str | Path | None = None) -> tuple[CorpusFile, ...]:
-    """Read and verify every corpus file; the result is cached per manifest content.
+def read_tar_gz(data: bytes) -> dict[str, bytes]:
+    """Regular-file members of a gzip-compressed tar, by name (raises zlib/tarfile errors)."""
+    tar = zlib.decompress(data, wbits=31)  # 31: gzip container
+    members: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as tf:
+        for info in tf:
+            if info.isfile():
+                members[info.name] = tf.extractfile(info).read()
+    return members
 
-    Raises DataError naming the first file that is missing or differs in size or sha256.
+
+# Decompressed archives by their sha256: one decompression per process, however many sources,
+# manifests (tests use subsets) or calls. About 24 MB of bytes, shared by every CorpusFile.
+_ARCHIVES: dict[str, dict[str, bytes]] = {}
+_VERIFIED: dict[tuple[str, str], tuple[CorpusFile, ...]] = {}
+
+
+def read_archive(path: str | Path | None = None, expected_sha256: str | None = None) -> dict[str, bytes]:
+    """The archive's members by name, after checking its sha256; cached per content.
+
+    Raises DataError naming the archive if it is missing, unreadable, not what the manifest
+    pins (`expected_sha256`), or not a gzip-compressed tar.
+    """
+    path = Path(path) if path is not None else archive_path()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        what = "missing" if isinstance(e, FileNotFoundError) else f"unreadable ({_one_line(e)})"
+        raise DataError(f"corpus archive {path}: {what}; {_REBUILD}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise DataError(f"corpus archive {path}: sha256 mismatch (corrupt, or not the archive "
+                        f"{MANIFEST_NAME} pins: {len(raw):,} bytes); {_REBUILD}")
+    if digest not in _ARCHIVES:
+        try:
+            _ARCHIVES[digest] = read_tar_gz(raw)
+        except (zlib.error, tarfile.TarError, EOFError, OSError) as e:
+            raise DataError(f"corpus archive {path}: not a readable tar.gz ({_one_line(e)}); "
+                            f"{_REBUILD}") from None
+    return _ARCHIVES[digest]
+
+
+def load_corpus(path: str | Path | None = None, archive: str | Path | None = None) -> tuple[CorpusFile, ...]:
+    """Every corpus file of the manifest at `path`, read from the archive and verified.
+
+    Defaults: the shipped manifest and archive. The result is sorted by path (the document
+    order) and cached per (manifest, archive) content. Raises DataError naming the archive,
+    or the first file that is missing from it or differs in size or sha256.
     """
     path = Path(path) if path is not None else manifest_path()
-    key = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else str(path)
+    manifest = load_manifest(path)
+    info = manifest.get("archive") or {}
+    members = read_archive(archive, expected_sha256=info.get("sha256"))
+    archive_name = Path(archive).name if archive is not None else ARCHIVE_NAME
+    key = (hashlib.sha256(path.read_bytes()).hexdigest(), info.get("sha256") or str(archive))
     if key in _VERIFIED:
         return _VERIFIED[key]
-    manifest = load_manifest(path)
     out = []
     for pkg in manifest["packages"]:
-        name, version = pkg["name"], pkg["version"]
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            raise DataError(f"corpus package {name} is not installed "
-                            f"(manifest pins {name}=={version}; {_HINT})") from None
-        pin = f"manifest pins {name}=={version}; installed {name}=={dist.version}; {_HINT}"
+        pin = f"manifest pins {pkg['name']}=={pkg['version']}; {_REBUILD}"
         for rel, size, digest in pkg["files"]:
-            try:
-                data = Path(dist.locate_file(rel)).read_bytes()
-            except FileNotFoundError:
-                raise DataError(f"corpus file {rel}: missing ({pin})") from None
+            data = members.get(CORPUS_PREFIX + rel)
+            if data is None:
+                raise DataError(f"corpus file {rel}: missing from {archive_name} ({pin})")
             if len(data) != size:
-                raise DataError(f"corpus file {rel}: size {len(data)} != {size} ({pin})")
+                raise DataError(f"corpus file {rel}: size {len(data)} != {size} in {archive_name} ({pin})")
             if hashlib.sha256(data).hexdigest() != digest:
-                raise DataError(f"corpus file {rel}: sha256 mismatch ({pin})")
-            out.append(CorpusFile(package=name, path=rel, data=data))
+                raise DataError(f"corpus file {rel}: sha256 mismatch in {archive_name} ({pin})")
+            out.append(CorpusFile(package=pkg["name"], path=rel, data=data))
     if not out:
         raise DataError(f"corpus manifest {path.name} lists no files")
     _VERIFIED[key] = tuple(sorted(out, key=lambda f: f.path))
     return _VERIFIED[key]
 
 
+def build_manifest(packages: tuple[str, ...] = DEFAULT_PACKAGES, source: str = "installed") -> dict:
+    """The manifest a rebuild would write (kept for the package API; see corpus_build).
+
+    `source="installed"` (the default, offline) reads the installed packages, which must be at
+    the versions requirements.lock pins; `source="pypi"` downloads the lock's wheels.
+    """
+    from griffin_core.data import corpus_build  # the builder is only needed here
+
+    manifest, _ = corpus_build.build(packages, source=source)
+    return manifest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m griffin_core.data.corpus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write-manifest", action="store_true",
-                        help="rebuild the manifest from the installed packages and write it")
-    parser.add_argument("--output", default=None, help="where to write (default: the package's own)")
     parser.add_argument("--stats", action="store_true",
                         help="after verifying, print tokens per split and entropies")
     args = parser.parse_args(argv)
     try:
-        if args.write_manifest:
-            out = Path(args.output) if args.output else manifest_path()
-            manifest = build_manifest()
-            out.write_text(dump_manifest(manifest), encoding="utf-8")
-            n = sum(len(p["files"]) for p in manifest["packages"])
-            size = sum(s for _, s, _ in manifest_entries(manifest))
-            print(f"wrote {out.name}: {len(manifest['packages'])} packages, {n} files, {size:,} bytes")
-            return 0
         files = load_corpus()
-        print(f"corpus verified: {len(files)} files, {sum(len(f.data) for f in files):,} bytes")
+        print(f"corpus verified: {len(files)} files, {sum(len(f.data) for f in files):,} bytes "
+              f"from {archive_path().name}")
         if args.stats:
             from griffin_core.data.sources import CorpusSource
             from griffin_core.data.stats import corpus_report

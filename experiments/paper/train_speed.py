@@ -1,7 +1,7 @@
 """Fig 3: training step time against sequence length at a fixed number of tokens per step.
 
 For every size row and family, one jitted training step (forward, backward, AdamW, the state
-donated as in training: `experiments.benchmarks.train_bench.StepRunner`) is compiled per length
+donated as in training: `experiments.benchmarks.step_runner.StepRunner`) is compiled per length
 with batch = tokens_per_batch / length, warmed up, and calibrated to run enough steps per timed
 call to last `min_call_seconds`. Then all the lengths and families of one size are timed
 together in `repeats` rounds, each round in a shuffled order (`time_interleaved`), so that the
@@ -233,7 +233,7 @@ def run_train_speed(settings: TrainSpeedSettings, progress: Callable[[str], None
                     ) -> dict[str, Any]:
     """Compile, warm up and time every point (one size at a time); return the JSON-ready table."""
     from experiments.benchmarks import time_interleaved
-    from experiments.benchmarks.train_bench import StepRunner
+    from experiments.benchmarks.step_runner import StepRunner
 
     planned = plan(settings)
     skipped = planned["skipped"]

@@ -1,0 +1,178 @@
+"""FLOPs per token under four conventions (notation: griffin_core.counting).
+
+The conventions answer different questions, so a scaling fit can be read under each and
+result.json records all of them (`CONVENTIONS`), all FLOPs *per token*:
+- '6N': 2N forward (6N for training) with N = all parameters, the embedding included
+  (Chinchilla's rule).
+- '6N_nonembed': the same with non-embedding parameters (Kaplan's rule).
+- 'exact': operation by operation, what an ideal implementation must compute: causal
+  attention computes only the logits it keeps, elementwise work at fixed per-element counts.
+- 'as_executed': what our compiled program computes: global attention computes the full T x T
+  logits, local attention computes padded query blocks against their key blocks; the rest as
+  in 'exact'.
+Backward = 2 x forward under every convention, so training = 3 x forward.
+
+'as_executed' is checked against XLA's cost analysis in tests/test_counting_flops.py.
+"""
+
+from __future__ import annotations
+
+from griffin_core.config import ModelConfig, ceil_div
+from griffin_core.counting.params import count_params
+
+CONVENTIONS = ("6N", "6N_nonembed", "exact", "as_executed")
+
+BACKWARD_TO_FORWARD = 2.0
+"""Backward FLOPs per forward FLOP (two matmuls per forward matmul: input and weight grads)."""
+
+# Elementwise work, in FLOPs per element, counting one FLOP per primitive operation (an add, a
+# multiply, a compare, a select, one step of a reduction, and also one per transcendental such
+# as exp, tanh, sqrt, logistic). docs/counting.md lists the operations behind each number.
+RMSNORM_PER_ELEMENT = 4
+"""square, sum-reduce, multiply by 1/rms, multiply by the (1 + scale) gain."""
+GELU_PER_ELEMENT = 9
+"""tanh approximation: x*x*x (2), *0.044715, +x, *sqrt(2/pi), tanh, +1, *0.5, *x."""
+SOFTMAX_PER_LOGIT = 6
+"""logits * hd^-0.5, then softmax: max-reduce, subtract, exp, sum-reduce, divide."""
+MASK_SELECT_PER_LOGIT = 1
+"""as_executed only: where(mask, logit, -inf) on every computed logit of every head."""
+MASK_PER_PAIR = {"attention": 5, "local_attention": 8}
+"""as_executed only: building the [Tq, Tk] mask once per query/key pair (shared by the heads):
+k <= q, k >= 0, same segment, two ands; local adds q - k, <= window and an and."""
+ROPE_PER_ROTATED_DIM = 3
+"""x1*cos - x2*sin (or x2*cos + x1*sin): two multiplies and one add per rotated output."""
+ROPE_PER_FREQUENCY = 3
+"""position * inverse frequency, sin, cos: once per token and frequency (rope_dims / 2)."""
+SIGMOID = 4
+"""1 / (1 + exp(-x)): negate, exp, add, divide (XLA expands the logistic function so)."""
+RGLRU_GATES_PER_ELEMENT = 2 * SIGMOID + 11
+"""two sigmoids (2 x 4); log_a = (-c * r) * softplus(a_param) (2); a = exp (1); 1 - exp(2 log_a) (3);
+sqrt (1); the two document-start selects (2); sqrt(...) * i * x (2). The biases are counted with
+the gate matmuls; softplus(a_param) is per channel, not per token."""
+SCAN_PER_ELEMENT = 2
+"""h_t = a_t * h_{t-1} + b_t: one multiply and one add."""
+CROSS_ENTROPY_PER_LOGIT = 5
+"""log-softmax over V: max-reduce, subtract, exp, sum-reduce, subtract log-sum-exp."""
+
+
+def _check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention={convention!r} is unknown; known conventions: {list(CONVENTIONS)}")
+
+
+def keys_per_query(cfg: ModelConfig, kind: str, seq_len: int, convention: str) -> float:
+    """Average number of (query, key) logits computed per query token at length `seq_len`.
+
+    exact: global attention is causal, query t sees t + 1 keys, mean (T + 1) / 2; local attention
+    sees min(t + 1, w + 1) keys. as_executed: global computes every key (T); local computes, for
+    T > w + 1, blocks of Bq queries against (ceil(w / Bq) + 1) * Bq keys with T padded up to a
+    multiple of Bq (the padded queries' work is spread over the T real ones); for T <= w + 1 it
+    computes the dense T x T product.
+    """
+    t = seq_len
+    if t < 1:
+        raise ValueError(f"seq_len={seq_len} must be positive")
+    if kind not in ("attention", "local_attention"):
+        raise ValueError(f"block kind {kind!r} has no attention")
+    w = cfg.local_window
+    if convention == "exact":
+        if kind == "attention" or t <= w + 1:
+            return (t + 1) / 2
+        return ((w + 1) * (w + 2) / 2 + (t - w - 1) * (w + 1)) / t
+    if convention == "as_executed":
+        if kind == "attention" or t <= w + 1:
+            return float(t)
+        bq = min(cfg.attention_block, t)  # as in attention.py
+        blocks = ceil_div(t, bq)
+        keys = (ceil_div(w, bq) + 1) * bq
+        return blocks * bq * keys / t
+    raise ValueError(f"keys_per_query is defined for 'exact' and 'as_executed', not {convention!r}")
+
+
+def _linear(n_in: int, n_out: int, bias: bool) -> float:
+    """One dense layer per token: a multiply and an add per weight, plus the bias add."""
+    return 2.0 * n_in * n_out + (n_out if bias else 0)
+
+
+def _recurrent_flops(cfg: ModelConfig, out: dict[str, float]) -> None:
+    """Add one recurrent block's forward FLOPs per token to `out`, by component."""
+    d, r = cfg.width, cfg.lru_width
+    out["recurrent_linears"] += 2 * _linear(d, r, True) + _linear(r, d, True)
+    out["recurrent_gelu_product"] += r * GELU_PER_ELEMENT + r  # GeLU branch, then the product
+    out["conv1d"] += 2.0 * cfg.conv_width * r + r  # a multiply-add per tap, plus the bias
+    out["rglru_gates"] += 2 * (2.0 * r * r / cfg.num_gate_blocks + r)  # block-diagonal W_a, W_x + biases
+    out["rglru_elementwise"] += r * RGLRU_GATES_PER_ELEMENT
+    out["rglru_scan"] += r * SCAN_PER_ELEMENT
+
+
+def _attention_flops(cfg: ModelConfig, kind: str, seq_len: int, convention: str,
+                     out: dict[str, float]) -> None:
+    """Add one (global or local) MQA block's forward FLOPs per token to `out`, by component."""
+    d, hd, h = cfg.width, cfg.head_dim, cfg.num_heads
+    out["attention_projections"] += _linear(d, d, False) + 2 * _linear(d, hd, False) + _linear(d, d, True)
+    rope = cfg.rope_dims
+    out["rope"] += ROPE_PER_ROTATED_DIM * rope * (h + 1) + ROPE_PER_FREQUENCY * rope / 2
+    keys = keys_per_query(cfg, kind, seq_len, convention)
+    out["attention_logits"] += 2.0 * h * hd * keys  # q . k for every head
+    out["attention_values"] += 2.0 * h * hd * keys  # probabilities times values
+    softmax = SOFTMAX_PER_LOGIT * h * keys
+    if convention == "as_executed":
+        softmax += MASK_SELECT_PER_LOGIT * h * keys + MASK_PER_PAIR[kind] * keys
+    out["attention_softmax"] += softmax
+
+
+BREAKDOWN_KEYS = (
+    "embedding", "norms", "residual", "attention_projections", "rope", "attention_logits",
+    "attention_values", "attention_softmax", "recurrent_linears", "recurrent_gelu_product",
+    "conv1d", "rglru_gates", "rglru_elementwise", "rglru_scan", "mlp_linears",
+    "mlp_gelu_product", "logits", "cross_entropy",
+)
+
+
+def flops_breakdown(cfg: ModelConfig, seq_len: int, convention: str = "exact") -> dict[str, float]:
+    """Forward FLOPs per token, by component, summed over the layers. Sums to `flops_per_token`.
+
+    For '6N' and '6N_nonembed' the components are {'non_embedding': 2 N_nonembed} plus, for
+    '6N', {'embedding': 2 V D}. Otherwise the keys are `BREAKDOWN_KEYS`.
+    """
+    _check_convention(convention)
+    n = count_params(cfg)
+    if convention == "6N":
+        return {"embedding": 2.0 * n.embedding, "non_embedding": 2.0 * n.non_embedding}
+    if convention == "6N_nonembed":
+        return {"non_embedding": 2.0 * n.non_embedding}
+    d, m, v = cfg.width, cfg.mlp_width, cfg.vocab_size
+    out = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
+    for kind in cfg.block_types:
+        out["norms"] += 2 * RMSNORM_PER_ELEMENT * d  # the two pre-norms
+        out["residual"] += 2 * d  # the two residual adds
+        if kind == "recurrent":
+            _recurrent_flops(cfg, out)
+        else:
+            _attention_flops(cfg, kind, seq_len, convention, out)
+        out["mlp_linears"] += 2 * _linear(d, m, True) + _linear(m, d, True)
+        out["mlp_gelu_product"] += m * GELU_PER_ELEMENT + m
+    out["norms"] += RMSNORM_PER_ELEMENT * d  # final norm
+    out["logits"] += 2.0 * d * v  # tied embedding as the output layer
+    out["cross_entropy"] += CROSS_ENTROPY_PER_LOGIT * v
+    return out  # embedding lookup: a gather, 0 FLOPs
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int, convention: str = "exact") -> float:
+    """Forward FLOPs per token of a length-`seq_len` training sequence (training = 3x this)."""
+    return float(sum(flops_breakdown(cfg, seq_len, convention).values()))
+
+
+def training_flops_per_token(cfg: ModelConfig, seq_len: int, convention: str = "exact") -> float:
+    """Forward + backward FLOPs per token: (1 + BACKWARD_TO_FORWARD) x forward (6N for '6N')."""
+    return (1.0 + BACKWARD_TO_FORWARD) * flops_per_token(cfg, seq_len, convention)
+
+
+def training_flops(cfg: ModelConfig, seq_len: int, tokens: float, convention: str = "exact") -> float:
+    """Total training FLOPs for `tokens` tokens in sequences of `seq_len`."""
+    return training_flops_per_token(cfg, seq_len, convention) * tokens
+
+
+def all_training_flops(cfg: ModelConfig, seq_len: int, tokens: float) -> dict[str, float]:
+    """Training FLOPs under every convention (for result.json and the sweep plan)."""
+    return {c: training_flops(cfg, seq_len, tokens, c) for c in CONVENTIONS}

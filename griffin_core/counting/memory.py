@@ -1,0 +1,142 @@
+"""Bytes of a training step and of a decoding cache (notation: griffin_core.counting).
+
+The sweep planner rejects runs that do not fit a device (`memory_per_device`) and the
+inference experiments size their batches (`param_bytes`, `decode_cache_bytes`) without
+compiling anything, so these are estimates in plain Python. The activation estimate follows
+what autodiff saves for this implementation; tests/test_counting_memory.py checks it against
+XLA's memory analysis, and the decoding cache against the allocated caches.
+"""
+
+from __future__ import annotations
+
+import math
+
+from griffin_core.config import ModelConfig
+from griffin_core.counting.flops import keys_per_query
+from griffin_core.counting.params import count_params
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
+FP32 = 4
+
+
+def param_bytes(cfg: ModelConfig) -> int:
+    """Parameters as stored (param_dtype)."""
+    return count_params(cfg).total * DTYPE_BYTES[cfg.param_dtype]
+
+
+def gradient_bytes(cfg: ModelConfig) -> int:
+    """One gradient per parameter, in the parameter dtype."""
+    return param_bytes(cfg)
+
+
+def optimizer_bytes(cfg: ModelConfig) -> int:
+    """AdamW state: first and second moments in fp32 (8 bytes per parameter), plus an fp32
+    master copy (4 bytes) when the parameters are stored in bf16."""
+    per_param = 2 * FP32 + (FP32 if DTYPE_BYTES[cfg.param_dtype] < FP32 else 0)
+    return count_params(cfg).total * per_param
+
+
+ACTIVATION_KEYS = ("residual_and_norms", "mlp", "recurrent", "attention_linear", "attention_scores",
+                   "output", "backward_workspace")
+"""Components of `activation_bytes_per_token`: the first five per layer, the last two once."""
+PER_LAYER_KEYS = ACTIVATION_KEYS[:5]
+
+
+def activation_bytes_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, float]:
+    """What a forward + backward pass holds at its peak, per token, without rematerialisation.
+
+    An estimate by component, following what autodiff saves for this implementation and what
+    XLA keeps of it (c = bytes of the compute dtype; 4 where the code computes in fp32).
+    Summed over the layers:
+    - residual_and_norms: the residual stream entering each of the two pre-norms and each
+      norm's output (4 D c);
+    - mlp: both up branches, the GeLU output and the product (4 M c);
+    - recurrent: in compute dtype linear_y's output, its tanh and GeLU, linear_x's output, the
+      W Conv1D tap products, the Conv1D output and the gated product ((6 + W) R c); in fp32 the
+      time-major copy of the Conv1D output, both gates before and after the sigmoid, log a, a,
+      exp(2 log a), 1 - a^2, the sqrt multiplier, b, h and its batch-major copy (13 R * 4);
+    - attention_linear: q and k before and after RoPE, v and the attention output
+      ((3 D + 3 hd) c);
+    - attention_scores: per computed logit (as_executed keys per query, H heads) the fp32
+      softmax output and its compute-dtype copy for the value product (H (4 + c)), plus the
+      boolean mask (1 byte per query/key pair, shared by the heads).
+    Once:
+    - output: the embedding output and the final norm's output (2 D c), the fp32 logits,
+      log-probabilities and the logits' gradient (3 V * 4);
+    - backward_workspace: cotangents live while one layer is differentiated: the residual
+      stream's (2 D * 4) and, for the widest attention layer, the gradients of its
+      probabilities and logits (2 H keys * 4).
+    """
+    c = DTYPE_BYTES[cfg.dtype]
+    d, r, m, hd, h = cfg.width, cfg.lru_width, cfg.mlp_width, cfg.head_dim, cfg.num_heads
+    out = dict.fromkeys(ACTIVATION_KEYS, 0.0)
+    widest_scores = 0.0
+    for kind in cfg.block_types:
+        out["residual_and_norms"] += 4 * d * c
+        out["mlp"] += 4 * m * c
+        if kind == "recurrent":
+            out["recurrent"] += (6 + cfg.conv_width) * r * c + 13 * r * FP32
+        else:
+            keys = keys_per_query(cfg, kind, seq_len, "as_executed")
+            out["attention_linear"] += (3 * d + 3 * hd) * c
+            out["attention_scores"] += keys * (h * (FP32 + c) + 1)
+            widest_scores = max(widest_scores, 2 * h * keys * FP32)
+    out["output"] += 2 * d * c + 3 * cfg.vocab_size * FP32
+    out["backward_workspace"] += 2 * d * FP32 + widest_scores
+    return out
+
+
+def activation_bytes(cfg: ModelConfig, batch: int, seq_len: int) -> float:
+    """Activation bytes kept for the backward pass of one [batch, seq_len] step. With
+    `cfg.remat` each layer keeps only its input (D, compute dtype) and one layer at a time
+    is recomputed in full: the layers' terms are replaced by depth * D c + the largest layer."""
+    per_token = activation_bytes_per_token(cfg, seq_len)
+    if cfg.remat:
+        layers = sum(per_token[k] for k in PER_LAYER_KEYS)
+        one_layer = max(sum(activation_bytes_per_token(cfg.replace(family="custom", depth=1, block_pattern=(kind,), remat=False),
+                                                       seq_len)[k] for k in PER_LAYER_KEYS)
+                        for kind in set(cfg.block_types))
+        kept = cfg.depth * cfg.width * DTYPE_BYTES[cfg.dtype] + one_layer
+        return (sum(per_token.values()) - layers + kept) * batch * seq_len
+    return sum(per_token.values()) * batch * seq_len
+
+
+def decode_cache_bytes(cfg: ModelConfig, length: int) -> int:
+    """Decoding cache of one sequence that has reached `length` tokens, over all layers.
+
+    recurrent: the RG-LRU state (R, fp32) and the last W - 1 Conv1D inputs (compute dtype);
+    local attention: a ring buffer of `local_window` keys and values (2 w hd, compute dtype),
+    whatever the length; global attention: keys and values of every position (2 length hd).
+    """
+    c = DTYPE_BYTES[cfg.dtype]
+    r, hd = cfg.lru_width, cfg.head_dim
+    total = 0
+    for kind in cfg.block_types:
+        if kind == "recurrent":
+            total += r * FP32 + (cfg.conv_width - 1) * r * c
+        elif kind == "local_attention":
+            total += 2 * cfg.local_window * hd * c
+        else:
+            total += 2 * length * hd * c
+    return total
+
+
+def memory_per_device(cfg: ModelConfig, batch: int, seq_len: int, data_parallel: int = 1,
+                      model_parallel: int = 1, microbatches: int = 1) -> dict[str, float]:
+    """Bytes per device of one training step, for the planner to reject runs that do not fit.
+
+    `batch` is the global batch (sequences per step). Parameters, gradients and optimiser state
+    are sharded over `model_parallel` (and replicated over `data_parallel`); activations are
+    sharded over `data_parallel` (each device holds batch / data_parallel sequences; their
+    model-parallel sharding is not counted, so this errs on the safe side); gradient
+    accumulation over `microbatches` divides them again. Fragmentation, the
+    compiled code and the data pipeline are not included: keep a margin (docs/counting.md).
+    """
+    if data_parallel < 1 or model_parallel < 1:
+        raise ValueError(f"data_parallel={data_parallel} and model_parallel={model_parallel} must be >= 1")
+    params = param_bytes(cfg) / model_parallel
+    grads = gradient_bytes(cfg) / model_parallel
+    opt = optimizer_bytes(cfg) / model_parallel
+    acts = activation_bytes(cfg, math.ceil(batch / (data_parallel * microbatches)), seq_len)
+    return {"params": params, "gradients": grads, "optimizer": opt, "activations": acts,
+            "total": params + grads + opt + acts}

@@ -28,7 +28,7 @@ class FamilyConf:
     rope_fraction: float = 0.5
     """Fraction of each head's dims rotated by RoPE."""
     embed_scale: bool = False
-    """Multiply embeddings by sqrt(D) (RecurrentGemma); off in the paper."""
+    """Multiply embeddings by sqrt(D) rounded to bfloat16 (RecurrentGemma); off in the paper."""
     logit_softcap: float = 0.0
     """c * tanh(logits / c) when > 0 (RecurrentGemma: 30); off in the paper."""
     lambda_init: str = "ring"
@@ -241,6 +241,9 @@ class LauncherConf:
     every slice, with the MEGASCALE_* variables set)."""
     tpu_topology: Optional[str] = None
     """tpu: the slice's chip topology, e.g. 2x2x2 for v4-16; derived from tpu_type when unset."""
+    worker_setup_hook: Optional[str] = None
+    """'package.module.function' called once in every worker process (and TPU host) before its
+    first run: logging handlers, a profiler, the tests' fault injection."""
     distributed_timeout_s: int = 300
     """Multi-host runs: seconds for every host to join jax.distributed, and for a silent host's
     heartbeat before the others give up."""

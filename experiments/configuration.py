@@ -7,6 +7,9 @@ the key, with exit code 2 (see `UsageError`).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import typing
 from typing import Any, Sequence
 
 from griffin_core.config import ConfigError
@@ -20,31 +23,90 @@ class UsageError(Exception):
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> Any:
     """The composed config (an OmegaConf DictConfig) for `overrides` in Hydra's grammar."""
-    from hydra import compose as hydra_compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException, OverrideParseException
+    from hydra import compose as hydra_compose
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
+
+    import conf.schema
+
+    with hydra_context():
+        parse_overrides(overrides)  # one override at a time, so an error can name it
+        try:
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+        except (HydraException, OmegaConfBaseException) as err:
+            raise UsageError(_hydra_message(err)) from None
+        except (ValueError, TypeError) as err:  # Hydra's own checks of override values
+            raise UsageError(f"cannot apply the overrides {list(overrides)}: {one_line(err)}") from None
+    # `+key=value` adds keys even where the schema has none: a typo there must not pass silently.
+    unknown = unknown_keys(OmegaConf.to_container(cfg, resolve=False), conf.schema.Config)
+    if unknown:
+        raise UsageError(f"unknown config key {unknown[0]} (not in the schema; see conf/schema.py)")
+    return cfg
+
+
+def unknown_keys(node: Any, schema: type, prefix: str = "") -> list[str]:
+    """Dotted keys of `node` (a plain dict) that the dataclass `schema` does not declare.
+    Free-form fields (dicts such as experiment.sweep) are not looked into."""
+    hints = typing.get_type_hints(schema)
+    out = []
+    for key, value in (node or {}).items():
+        if key not in hints:
+            out.append(f"{prefix}{key}")
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            out += unknown_keys(value, hints[key], f"{prefix}{key}.")
+    return out
+
+
+@contextlib.contextmanager
+def hydra_context():
+    """Hydra initialised on the `conf` package (shipped inside the install), schemas registered."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
 
     import conf.schema
 
     conf.schema.register()
     GlobalHydra.instance().clear()
-    for override in overrides:  # parse one at a time, so an error can name the override
-        try:
-            _parse_override(override)
-        except OverrideParseException as err:
-            raise UsageError(f"cannot parse override {override!r}: {str(err).splitlines()[0]}") from None
-    try:
-        with initialize_config_module(config_module="conf", version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as err:
-        raise UsageError(_hydra_message(err)) from None
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        yield
 
 
-def _parse_override(override: str) -> None:
+def parse_overrides(overrides: Sequence[str]) -> list:
+    """Hydra's Override objects of `overrides` (inside `hydra_context`, so glob() can list a
+    group's options). UsageError naming the override for one that does not parse, has no key,
+    or gives a config group a value that is not an option name."""
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
-    OverridesParser.create().parse_overrides([override])
+    loader = GlobalHydra.instance().config_loader()
+    parser = OverridesParser.create(config_loader=loader)
+    parsed = []
+    for text in overrides:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except HydraException as err:
+            raise UsageError(f"cannot parse override {text!r}: {str(err).splitlines()[0]}") from None
+        if not override.key_or_group:
+            raise UsageError(f"override {text!r} has no key: write key=value, e.g. size=cpu-50k")
+        group = override.key_or_group
+        if loader.repository.group_exists(group) and not override.is_delete():
+            values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+            bad = [v for v in _flat(values) if not isinstance(v, str)]
+            if bad:
+                options = [o for o in loader.get_group_options(group) if not o.endswith("_schema")]
+                raise UsageError(f"{group}={bad[0]!r}: {group} is a config group, so its value must be one of "
+                                 f"its options: {', '.join(options)}")
+        parsed.append(override)
+    return parsed
+
+
+def _flat(values: Any) -> list:
+    """The plain items of an override's value (a list's items, nested lists flattened)."""
+    if isinstance(values, (list, tuple)):
+        return [v for item in values for v in _flat(item)]
+    return [values]
 
 
 def to_dict(cfg: Any) -> dict:
@@ -70,6 +132,8 @@ def _hydra_message(err: BaseException) -> str:
                 break
             options.append(line)
         head = f"{head}; available: {', '.join(options)}"
+    elif "requires --multirun" in head:
+        head += " (sweep axes belong to griffin-sweep)"
     elif head.startswith("Ambiguous value for argument"):
         head += " (sweep axes belong to griffin-sweep; a list needs key=[a,b])"
     cause = err.__cause__

@@ -68,6 +68,10 @@ def claim(ref: RunRef, store: RunStore):
     run_id = ref.run_id
     if store.status(run_id).state == "SUCCESS":
         return None, RunReport(run_id, "SKIPPED", result=store.read_result(run_id))
+    # Every file a resume reads is parsed before anything is written: a corrupt one is the
+    # user's to look at (StoreError naming it), and the store stays as it was.
+    store.read_config(run_id)
+    store.read_metrics(run_id)
     store.init_run(run_id, ref.spec.config)
     lease = store.acquire(run_id)
     if lease is None and owner_is_dead(store.lease_info(run_id)):

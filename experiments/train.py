@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import statistics
 import time
 from collections import deque
@@ -27,10 +26,6 @@ from griffin_core.model import init_params
 from griffin_core.optim import OptimSpec, learning_rate_schedule, make_optimizer
 from griffin_core.sharding import global_batch, make_mesh, param_shardings, replicated
 from griffin_core.train_step import eval_step, init_state, predictions, train_step
-
-STALL_ENV = "GRIFFIN_TEST_STALL_AFTER_STEP"  # test hook: hang after this step so a kill lands mid-run
-FAIL_ENV = "GRIFFIN_TEST_FAIL_SEED"  # test hook: a run with this seed raises (a real, non-system error)
-SLOW_ENV = "GRIFFIN_TEST_STEP_SLEEP"  # test hook: seconds to sleep after each step (a slower machine)
 
 
 @dataclasses.dataclass
@@ -69,8 +64,6 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
       returns the training time already spent before that step (seconds).
     """
     model, sched, trainer = spec.model, spec.schedule, spec.trainer
-    if os.environ.get(FAIL_ENV) == str(spec.seed):
-        raise RuntimeError(f"test hook {FAIL_ENV}={spec.seed}: failing on purpose")
     data = build_run_data(spec.data, sched.batch_size, spec.seed, process_index, process_count)
     mesh = make_mesh(trainer["data_parallel"], trainer["model_parallel"], batch_size=sched.batch_size)
     jitted = programs(model, OptimSpec(total_steps=sched.steps, **spec.optim), trainer["microbatches"], mesh)
@@ -85,8 +78,6 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
 
     flops_per_step = counting.training_flops_per_token(model, sched.seq_len, "exact") * sched.tokens_per_step
     monitor = DivergenceMonitor(trainer["spike_factor"], trainer["spike_window"], trainer["spike_warmup"])
-    stall_after = int(os.environ.get(STALL_ENV, "-1"))
-    step_sleep = float(os.environ.get(SLOW_ENV, "0"))
     bar = _Progress(progress, sched.steps, start)
     started = time.perf_counter()
     timer = Throughput(sched.tokens_per_step)
@@ -109,9 +100,6 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
         if step == sched.steps or (trainer["checkpoint_every"] and step % trainer["checkpoint_every"] == 0):
             checkpoints.save(step, state)
             timer.pause()
-        if step == stall_after:
-            time.sleep(3600)
-        time.sleep(step_sleep)
     bar.close()
     checkpoints.close()
 

@@ -20,14 +20,16 @@ def _sweep(argv: Sequence[str]) -> int:
     from launch.grid import expand
     from launch.plan import build_plan
 
-    plain, axes, grid = expand(args.overrides)
+    grid = expand(args.overrides)
     from experiments.configuration import compose, to_dict
 
-    base = to_dict(compose(plain))
+    base = to_dict(compose(grid.plain))
     name = base["experiment"]["name"]
-    plan = build_plan(name, axes, grid, require_data=not args.dry_run)
+    plan = build_plan(name, grid.axes, grid.points, require_data=not args.dry_run)
     out = console()
     out.print(plan_table(plan))
+    for key, (preset, mine) in grid.replaced.items():
+        out.print(f"axis {key}: the command line's {','.join(mine)} replaces the preset's {','.join(preset)}")
     missing = {r.ref.data_error for r in plan.runs if r.ref.data_error}
     for reason in missing:
         out.print(f"[yellow]data not on this machine ({reason}): planned without its fingerprint[/yellow]")
@@ -38,7 +40,7 @@ def _sweep(argv: Sequence[str]) -> int:
     out.print(f"{len(plan.todo())} to run, {len(plan.runs) - len(plan.todo())} already done; store {plan.store.root}")
     if args.dry_run:
         return 0
-    manifest = plan.store.write_sweep(name, {"config": base, "grid": {"axes": axes, "points": grid},
+    manifest = plan.store.write_sweep(name, {"config": base, "grid": {"axes": grid.axes, "points": grid.points},
                                              "runs": [r.ref.run_id for r in plan.runs]})
     from launch.scheduler import start_ray
 

@@ -106,7 +106,7 @@ class Scheduler:
         self.free_slots = [cores[i:i + cpus] for i in range(0, len(cores) - cpus + 1, cpus)] if self.local else []
         self.max_parallel = self.launcher["max_parallel"] or (len(self.free_slots) if self.local else 10**9)
         cache = self.launcher.get("compile_cache") or _default_cache(plan)
-        self.env = {**xla_env(cpus), **(compile_cache_env(cache) if cache else {}), **_test_hooks()}
+        self.env = {**xla_env(cpus), **(compile_cache_env(cache) if cache else {})}
 
     # -- the loop
     def run(self) -> dict[str, Outcome]:
@@ -210,11 +210,6 @@ def reuses_workers(launcher: dict[str, Any]) -> bool:
     through launch/tpu.py.) Every run of a sweep has the same XLA thread count, set in the
     workers' environment, so a reused process is configured right for each of its runs."""
     return bool(launcher["reuse_workers"]) and not float(launcher["gpus_per_run"]) and launcher["kind"] != "tpu"
-
-
-def _test_hooks() -> dict[str, str]:
-    """GRIFFIN_TEST_* variables (fault injection in tests) reach the workers too."""
-    return {k: v for k, v in os.environ.items() if k.startswith("GRIFFIN_TEST_")}
 
 
 def _is_local(address: str | None) -> bool:

@@ -69,9 +69,9 @@ def _sweep(root: str, cache: str, axes: list[str], steps: int, extra: list[str])
     overrides = [*RUN, f"trainer.budget.value={steps}", f"trainer.checkpoint_every={steps}",
                  f"store.root={root}", f"launcher.compile_cache={cache}", *extra, *axes]
     start = time.time()
-    _, grid_axes, grid = expand(overrides)
-    print(f"sweep of {len(grid)} runs in {root}", flush=True)
-    outcomes = run_with_progress(build_plan("sweep-bench", grid_axes, grid), live=False)
+    grid = expand(overrides)
+    print(f"sweep of {len(grid.points)} runs in {root}", flush=True)
+    outcomes = run_with_progress(build_plan("sweep-bench", grid.axes, grid.points), live=False)
     return time.time() - start, outcomes
 
 

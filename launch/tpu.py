@@ -293,8 +293,9 @@ def run_host(cfg: Mapping[str, Any], sweep: str | None, host: dict) -> dict:
     output in the run's `logs/worker.log` (host 0) or `logs/worker-<process>.log` when the store
     is a local folder."""
     from experiments.runner import execute_distributed, resolve, store_for
-    from launch.worker import output_to
+    from launch.worker import output_to, run_setup_hook
 
+    run_setup_hook(cfg["launcher"].get("worker_setup_hook"))
     store = store_for(cfg)
     log = None
     if not is_url(store.root):

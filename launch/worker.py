@@ -73,6 +73,7 @@ def run_point(cfg: Mapping[str, Any], sweep: str, cores: list[int] | None, log_p
     has run earlier tasks), so a sweep's CPU use is the sum over processes of their last value."""
     if cores:
         pin_process(cores)
+    run_setup_hook(cfg["launcher"].get("worker_setup_hook"))
     before = _cpu_seconds()
     with output_to(log_path):
         from experiments.runner import execute, resolve, store_for
@@ -88,6 +89,24 @@ def run_point(cfg: Mapping[str, Any], sweep: str, cores: list[int] | None, log_p
             "wall_time_s": result.wall_time_s if result else None,
             "pid": os.getpid(), "cpu_s": after - before, "process_cpu_s": after,
             "process_s": time.time() - _process_start(), "rss_mb": _resident_mb()}
+
+
+_HOOKS_RUN: set[str] = set()
+
+
+def run_setup_hook(hook: str | None) -> None:
+    """Call `launcher.worker_setup_hook` ('package.module.function') once in this worker
+    process, before its first run: set-up a worker needs that the driver cannot do for it
+    (logging handlers, a profiler; the tests inject faults this way)."""
+    if not hook or hook in _HOOKS_RUN:
+        return
+    import importlib
+
+    module, _, name = hook.rpartition(".")
+    if not module:
+        raise ValueError(f"launcher.worker_setup_hook={hook!r} must be 'module.function'")
+    getattr(importlib.import_module(module), name)()
+    _HOOKS_RUN.add(hook)
 
 
 def _cpu_seconds() -> float:

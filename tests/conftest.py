@@ -14,6 +14,9 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 _CACHE = pathlib.Path(__file__).resolve().parent.parent / ".cache" / "jax-tests"
+# Subprocesses and Ray workers import the tests' own helpers (faults.py: fault injection).
+_TESTS = str(pathlib.Path(__file__).resolve().parent)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_TESTS, os.environ.get("PYTHONPATH")) if p)
 
 
 def pytest_configure(config):

@@ -45,7 +45,7 @@ def test_every_experiment_preset_composes():
     from launch.grid import expand
 
     for preset in _options("experiment"):
-        _, _, grid = expand([f"experiment={preset}"])
+        grid = expand([f"experiment={preset}"]).points
         cfg = to_dict(compose(grid[0]))
         validate(cfg)
         assert cfg["experiment"]["name"] == preset

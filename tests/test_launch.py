@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import faults
 import pytest
 
 from experiments.configuration import UsageError
@@ -44,7 +45,7 @@ def cluster(tmp_path_factory):
 
 def args(cluster, root, *extra):
     return [*TINY, f"launcher.ray_address={cluster.address}", f"launcher.compile_cache={cluster.compile_cache}",
-            f"store.root={root}", "--no-live", *extra]
+            f"store.root={root}", f"launcher.worker_setup_hook={faults.HOOK}", "--no-live", *extra]
 
 
 def claims(store: RunStore, run_id: str) -> int:
@@ -54,7 +55,8 @@ def claims(store: RunStore, run_id: str) -> int:
 
 
 def test_grid_axes_from_preset_and_command_line():
-    plain, axes, grid = expand(["experiment=smoke_cpu", "size=glob(cpu-3*)", "trainer.seed=range(0,2)"])
+    g = expand(["experiment=smoke_cpu", "size=glob(cpu-3*)", "trainer.seed=range(0,2)"])
+    plain, axes, grid = g.plain, g.axes, g.points
     assert axes["family"] == ["mqa", "hawk", "griffin"]  # from the preset
     assert axes["size"] == ["cpu-300k", "cpu-30k"]  # the command line replaces the preset's axis
     assert len(grid) == 3 * 2 * 2 and grid[0][-3:] == ["family=mqa", "size=cpu-300k", "trainer.seed=0"]
@@ -76,8 +78,8 @@ def test_dry_run_plans_largest_first_and_writes_nothing(tmp_path, capsys):
     assert "2 to run" in out and not any(tmp_path.iterdir())
 
 
-def test_failure_is_isolated_retried_and_rerun_skips_successes(cluster, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("GRIFFIN_TEST_FAIL_SEED", "1")
+def test_failure_is_isolated_retried_and_rerun_skips_successes(cluster, tmp_path, capsys):
+    faults.write(tmp_path, fail_seed=1)
     code = sweep_main(args(cluster, tmp_path, "trainer.seed=0,1,2", "launcher.failure_retries=1"))
     out = capsys.readouterr().out
     store = RunStore(tmp_path)
@@ -89,7 +91,7 @@ def test_failure_is_isolated_retried_and_rerun_skips_successes(cluster, tmp_path
     manifest = json.loads((tmp_path / "sweeps" / "default.json").read_text())
     assert sorted(manifest["runs"]) == sorted(states)
     # Fixed: the rerun trains only the failed point; the others are skipped, not run again.
-    monkeypatch.delenv("GRIFFIN_TEST_FAIL_SEED")
+    faults.write(tmp_path)
     assert sweep_main(args(cluster, tmp_path, "trainer.seed=0,1,2")) == 0
     assert all(store.status(r).state == "SUCCESS" for r in states)
     assert all(claims(store, r) == (3 if r == failed else 1) for r in states)
@@ -180,9 +182,8 @@ def _wait(predicate, timeout=240):
 
 
 def test_killed_driver_restarts_without_rerunning_successes(cluster, tmp_path):
-    env = dict(os.environ, GRIFFIN_TEST_STALL_AFTER_STEP="3")  # every run stalls after step 3 ...
-    first = _driver(cluster, tmp_path, "trainer.seed=0,1", "launcher.max_parallel=1",
-                    "trainer.budget.value=6", env=env)
+    faults.write(tmp_path, stall_after_step=3)  # every run stalls after step 3 ...
+    first = _driver(cluster, tmp_path, "trainer.seed=0,1", "launcher.max_parallel=1", "trainer.budget.value=6")
     store = RunStore(tmp_path)
     runs_started = lambda: [r for r in store.list_runs() if read_metrics(store.run_dir(r))]  # noqa: E731
     _wait(lambda: runs_started() and read_metrics(store.run_dir(runs_started()[0]))[-1]["step"] >= 3)
@@ -190,6 +191,7 @@ def test_killed_driver_restarts_without_rerunning_successes(cluster, tmp_path):
     first.wait()
     (interrupted,) = runs_started()
     assert store.status(interrupted).state == "RUNNING"
+    faults.write(tmp_path)
     second = _driver(cluster, tmp_path, "trainer.seed=0,1", "launcher.max_parallel=1", "trainer.budget.value=6")
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, out
@@ -221,9 +223,8 @@ def test_two_drivers_run_each_point_once(cluster, tmp_path):
 def test_node_lost_mid_sweep_is_retried_elsewhere(cluster, tmp_path):
     node = cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
     cluster.wait_for_nodes()
-    env = dict(os.environ, GRIFFIN_TEST_STEP_SLEEP="0.1")  # 40 steps of ~0.1 s: time to pull the node
-    driver = _driver(cluster, tmp_path, "trainer.seed=0,1", "trainer.budget.value=40",
-                     "trainer.checkpoint_every=5", env=env)
+    faults.write(tmp_path, step_sleep=0.1)  # 40 steps of ~0.1 s: time to pull the node
+    driver = _driver(cluster, tmp_path, "trainer.seed=0,1", "trainer.budget.value=40", "trainer.checkpoint_every=5")
     store = RunStore(tmp_path)
     progressing = lambda: [r for r in store.list_runs() if store.status(r).state == "RUNNING"  # noqa: E731
                            and (read_metrics(store.run_dir(r)) or [{"step": 0}])[-1]["step"] >= 6]

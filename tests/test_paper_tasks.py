@@ -24,7 +24,8 @@ TINY = ["size=cpu-30k", "trainer.budget.rule=steps", "trainer.batch_size=4", "tr
 def _grid(overrides):
     from launch.grid import expand
 
-    _, axes, grid = expand(overrides)
+    grid = expand(overrides)
+    axes, grid = grid.axes, grid.points
     return axes, [validate(to_dict(compose(point))) for point in grid]
 
 

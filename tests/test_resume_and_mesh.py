@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import faults
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -21,12 +22,11 @@ ARGS = ["family=griffin", "size=cpu-30k", "data.seq_len=32", "model.local_window
         "trainer.budget.rule=steps", "trainer.budget.value=16", "trainer.eval_every=0",
         "trainer.checkpoint_every=5", "data.eval_sequences=8", "data.position_eval_factor=2",
         "data.position_eval_docs=2", "logger.wandb.mode=disabled", "--quiet"]
-ENTRY = "import sys; from experiments.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
+ENTRY = "import sys, faults; faults.install(); from experiments.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
 
 
 def _env(**extra):
     env = dict(os.environ, XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    env.pop("GRIFFIN_TEST_STALL_AFTER_STEP", None)
     env.update(extra)
     return env
 
@@ -49,7 +49,8 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     straight = _start(tmp_path / "a")
     # The second run stalls after step 12 (checkpoints at 5 and 10), so SIGKILL lands between
     # checkpoints; a half-written checkpoint folder is planted too, as if killed during a save.
-    killed = _start(tmp_path / "b", env=_env(GRIFFIN_TEST_STALL_AFTER_STEP="12"))
+    faults.write(tmp_path / "b", stall_after_step=12)
+    killed = _start(tmp_path / "b")
     deadline = time.time() + 300
     while time.time() < deadline:
         rows = read_metrics(next((tmp_path / "b" / "runs").iterdir())) if (tmp_path / "b" / "runs").exists() else []
@@ -62,6 +63,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     run_dir = next((tmp_path / "b" / "runs").iterdir())
     assert json.loads((run_dir / "status.json").read_text())["state"] == "RUNNING"
     (run_dir / "ckpt" / "15.orbax-checkpoint-tmp-1234").mkdir()
+    faults.write(tmp_path / "b")
     # The dead owner's lease is stale only after the timeout; the rerun waits it out.
     resumed = _start(tmp_path / "b")
     out_b, err_b = resumed.communicate(timeout=600)

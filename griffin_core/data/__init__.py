@@ -6,7 +6,7 @@ W&B, so planners and analysis can use it. Every batch is a dict of NumPy [B, T] 
 """
 
 from griffin_core.data.batches import HeldoutBatches, TrainBatches, count_long_documents, long_documents
-from griffin_core.data.corpus import DEFAULT_PACKAGES, build_manifest, load_corpus, load_manifest
+from griffin_core.data.corpus import DEFAULT_PACKAGES, load_corpus, load_manifest
 from griffin_core.data.errors import DataError
 from griffin_core.data.packing import BATCH_KEYS, PackedStream, pack_documents, packed_stream
 from griffin_core.data.sources import (CorpusSource, HFDatasetSource, TextFilesSource, TokenFileSource,
@@ -21,7 +21,7 @@ __all__ = [
     "BATCH_KEYS", "ByteTokenizer", "CorpusSource", "DEFAULT_HELDOUT_FRACTION", "DEFAULT_PACKAGES",
     "DataError", "HFDatasetSource", "HeldoutBatches", "InductionHeads", "PackedStream",
     "SelectiveCopying", "TextFilesSource", "TokenFileSource", "TokenSource", "Tokenizer",
-    "TrainBatches", "accuracy", "bigram_entropy", "build_manifest", "corpus_report",
+    "TrainBatches", "accuracy", "bigram_entropy", "corpus_report",
     "count_long_documents", "entropy_reference", "get_tokenizer", "heldout_keys", "load_corpus",
     "load_manifest", "long_documents", "make_source", "make_task", "pack_documents",
     "packed_stream", "split_rule", "split_summary", "unigram_entropy",

@@ -183,34 +183,14 @@ def load_corpus(path: str | Path | None = None, archive: str | Path | None = Non
     return _VERIFIED[key]
 
 
-def build_manifest(packages: tuple[str, ...] = DEFAULT_PACKAGES, source: str = "installed") -> dict:
-    """The manifest a rebuild would write (kept for the package API; see corpus_build).
-
-    `source="installed"` (the default, offline) reads the installed packages, which must be at
-    the versions requirements.lock pins; `source="pypi"` downloads the lock's wheels.
-    """
-    from griffin_core.data import corpus_build  # the builder is only needed here
-
-    manifest, _ = corpus_build.build(packages, source=source)
-    return manifest
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m griffin_core.data.corpus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stats", action="store_true",
-                        help="after verifying, print tokens per split and entropies")
-    args = parser.parse_args(argv)
+    parser.parse_args(argv)
     try:
         files = load_corpus()
         print(f"corpus verified: {len(files)} files, {sum(len(f.data) for f in files):,} bytes "
-              f"from {archive_path().name}")
-        if args.stats:
-            from griffin_core.data.sources import CorpusSource
-            from griffin_core.data.stats import corpus_report
-
-            for k, v in corpus_report(CorpusSource()).items():
-                print(f"  {k}: {v}")
+              f"from {archive_path().name} (its numbers: python -m griffin_core.data.stats)")
         return 0
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -112,3 +112,17 @@ def corpus_report(source) -> dict:
     """Everything a run records about its data: fingerprint, split sizes and entropies."""
     return {"fingerprint": source.fingerprint(), "tokenizer": source.tokenizer_name,
             "vocab_size": source.vocab_size, **split_summary(source), **entropy_reference(source)}
+
+
+def main() -> int:
+    """`python -m griffin_core.data.stats`: the embedded corpus's fingerprint, split sizes and
+    entropies (docs/data.md quotes them)."""
+    from griffin_core.data.sources import CorpusSource
+
+    for key, value in corpus_report(CorpusSource()).items():
+        print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import pathlib
 import statistics
 from typing import Any, Sequence
 
@@ -22,6 +20,7 @@ from griffin_core.config import ConfigError
 from griffin_core.data.errors import DataError
 from launch.tpu_types import parse_pod_type
 from run_store import RunStore, StoreError, one_line
+from run_store.locations import limits_path
 
 # Fallbacks when nothing has been measured yet: a fraction of the cached matmul peak, and the
 # fixed cost of a run (process start, compilation, evaluations, checkpoints).
@@ -176,8 +175,7 @@ def cached_matmul_peak(threads: int = 1) -> float | None:
     """The dense-matmul FLOP/s `griffin-bench` cached for this machine (read without JAX), for
     a run given `threads` cores: the entry measured with that many threads, else the best
     entry's per-thread rate times `threads` (a run pinned to one core gets one core's peak)."""
-    root = os.environ.get("GRIFFIN_CACHE_DIR")
-    path = (pathlib.Path(root).expanduser() if root else pathlib.Path.home() / ".cache" / "griffin-scaling") / "limits.json"
+    path = limits_path()
     try:
         entries = list(json.loads(path.read_text()).get("matmul_peak", {}).values())
         same = [float(e["flops_per_s"]) for e in entries if int(e["threads"]) == threads]

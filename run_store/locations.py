@@ -4,6 +4,7 @@ the files inside a run folder. This is the one place that tells the two kinds ap
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
@@ -52,3 +53,23 @@ def name(location: str | os.PathLike) -> str:
 def measurement_path(root: str | os.PathLike, kind: str) -> str:
     """Where the measurement `kind` (train_speed, inference) of the store at `root` lives."""
     return join(root, MEASUREMENTS_DIR, f"{kind}.json")
+
+
+CACHE_ENV = "GRIFFIN_CACHE_DIR"
+"""Moves this machine's cache folder (default: the platform's user cache, via platformdirs)."""
+
+
+def machine_cache_dir() -> Path:
+    """Where facts about this machine are kept between runs (the measured matmul peak, the
+    compilation cache of the benchmarks): $GRIFFIN_CACHE_DIR, else the user cache folder."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("griffin-scaling", appauthor=False))
+
+
+def limits_path() -> Path:
+    """The cache of machine limits (`griffin-bench limits`), read by the sweep planner too."""
+    return machine_cache_dir() / "limits.json"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from experiments import bench
-from experiments.benchmarks import configure_malloc, limits, median, scan_bench, time_interleaved
+from experiments.benchmarks import configure_malloc, limits, scan_bench, time_interleaved
 
 TINY = ["--batch", "2", "--length", "16", "--width", "8", "--repeats", "2"]
 
@@ -100,7 +100,7 @@ def test_matmul_peak_is_cached_with_provenance(counted_measure, tmp_path):
     assert first["source"] == "measured" and len(counted_measure) == 1
     assert first["flops_per_s"] > 0
 
-    path = tmp_path / "cache" / limits.CACHE_FILE
+    path = tmp_path / "cache" / "limits.json"
     assert limits.cache_path() == path and path.exists()
     (stored,) = json.loads(path.read_text())["matmul_peak"].values()
     for field in ("cpu_model", "threads", "measured_at", "shape", "times_s", "best_s", "flops_per_s"):
@@ -130,12 +130,12 @@ def test_matmul_peak_remeasured_when_key_changes_or_forced(counted_measure, monk
     assert limits.matmul_peak()["source"] == "cache" and len(counted_measure) == 3
     assert limits.matmul_peak(force=True)["source"] == "measured" and len(counted_measure) == 4
     # Every key keeps its own entry.
-    entries = json.loads((tmp_path / "cache" / limits.CACHE_FILE).read_text())["matmul_peak"]
+    entries = json.loads((tmp_path / "cache" / "limits.json").read_text())["matmul_peak"]
     assert len(entries) == 3
 
 
 def test_matmul_peak_survives_a_corrupt_cache(counted_measure, tmp_path):
-    path = tmp_path / "cache" / limits.CACHE_FILE
+    path = tmp_path / "cache" / "limits.json"
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     assert limits.matmul_peak()["source"] == "measured"

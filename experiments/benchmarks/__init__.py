@@ -102,12 +102,6 @@ def configure_malloc(mode: str = "reuse") -> dict[str, Any]:
                                                      "M_TRIM_THRESHOLD": 1 << 30}}
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
-
-
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write `obj` as indented JSON via a temporary file in the same folder and a rename,
     so a reader never sees a half-written file."""

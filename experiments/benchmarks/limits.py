@@ -34,10 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchmarks import median, time_interleaved, write_json_atomic
+from statistics import median
 
-CACHE_ENV = "GRIFFIN_CACHE_DIR"
-CACHE_FILE = "limits.json"
+from experiments.benchmarks import time_interleaved, write_json_atomic
+from run_store.locations import CACHE_ENV, limits_path
+
 CACHE_SCHEMA_VERSION = 1
 TRIAD_SCALAR = 2.5
 # Elements per NumPy triad block: 3 arrays x 16K fp32 = 192 KiB, inside a core's L2, so the
@@ -230,9 +231,8 @@ def measure_matmul_peak(n: int = 2048, repeats: int = 5, dtype: str = "float32")
 
 
 def cache_path() -> Path:
-    root = os.environ.get(CACHE_ENV)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "griffin-scaling"
-    return base / CACHE_FILE
+    """This machine's limits cache (run_store.locations.limits_path; GRIFFIN_CACHE_DIR moves it)."""
+    return limits_path()
 
 
 def _key_id(key: dict[str, Any]) -> str:
@@ -256,18 +256,11 @@ def _read_cache(path: Path) -> dict[str, Any]:
 def _locked(path: Path) -> Iterator[None]:
     """Serialise measuring and writing between processes (two runs starting together would
     otherwise both measure, each slowed by the other)."""
+    from filelock import FileLock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, the write is still atomic
+    with FileLock(path.with_name(path.name + ".lock")):
         yield
-        return
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def matmul_peak(force: bool = False, n: int = 2048, repeats: int = 5, dtype: str = "float32"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.benchmarks import median
+from statistics import median
 
 MALLOC_REPEATS = 3
 """Timed rounds in each child, by default."""

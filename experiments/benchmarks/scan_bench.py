@@ -30,7 +30,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from experiments.benchmarks import limits, median, time_interleaved
+from statistics import median
+
+from experiments.benchmarks import limits, time_interleaved
 from griffin_core import scan as scan_lib
 
 DEFAULT_BATCH, DEFAULT_LENGTH, DEFAULT_WIDTH = 8, 2048, 1024

@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from experiments.benchmarks import limits, median, time_interleaved
+from statistics import median
+
+from experiments.benchmarks import limits, time_interleaved
 from experiments.benchmarks.heap import disable_trim, max_rss_mib, release_free_memory, room_for_no_trim
 from experiments.benchmarks.step_runner import StepRunner, matmul_probe
 from griffin_core import counting

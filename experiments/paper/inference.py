@@ -37,7 +37,7 @@ import random
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from experiments.benchmarks import median
+from statistics import median
 from experiments.paper.train_speed import check_common_settings, check_ints, check_positive, measured_config
 from griffin_core import counting
 from griffin_core.config import ConfigError, ModelConfig

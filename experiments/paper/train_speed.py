@@ -26,7 +26,7 @@ import dataclasses
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from experiments.benchmarks import median
+from statistics import median
 from griffin_core import counting
 from griffin_core.config import FAMILY_PATTERNS, ConfigError, ModelConfig
 from griffin_core.sizes import get_size, model_config

@@ -82,24 +82,41 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
     started = time.perf_counter()
     timer = Throughput(sched.tokens_per_step)
     row: dict[str, Any] = {}
-    for step in range(start + 1, sched.steps + 1):
-        batch = global_batch(mesh, data.train_batch(step - 1), sched.batch_size)
-        state, metrics = jitted.step(state, batch)
+
+    def record(step: int, metrics: dict, evaluate_now: bool) -> str | None:
+        """Write step's metrics row (reading its metrics from the device); why it diverged, or None."""
+        nonlocal row
         row = {"step": step, "tokens": step * sched.tokens_per_step, "flops": step * flops_per_step,
                **{k: float(v) for k, v in metrics.items()}, "tokens_per_s": timer.tick(step)}
         reason = monitor.check(step, row["loss"])
-        if reason is None and (step == sched.steps or (trainer["eval_every"] and step % trainer["eval_every"] == 0)):
+        if reason is None and evaluate_now:
             row |= evaluate.heldout(state.params)
             timer.pause()
         row["elapsed_s"] = elapsed_offset + time.perf_counter() - started
         write_rows([row])
         bar.update(step, row)
-        if reason is not None:
+        return reason
+
+    pending = None  # (step, metrics still on the device) of the last step queued
+    for step in range(start + 1, sched.steps + 1):
+        batch = global_batch(mesh, data.train_batch(step - 1), sched.batch_size)
+        state, metrics = jitted.step(state, batch)
+        # The previous step's row is read only now, with this step queued behind it: the host
+        # prepares and queues work while the device computes, instead of waiting every step.
+        if pending and (reason := record(*pending, evaluate_now=False)):
             bar.close()
-            return Outcome("DIVERGED", step, reason, {"final_train_loss": None})
-        if step == sched.steps or (trainer["checkpoint_every"] and step % trainer["checkpoint_every"] == 0):
-            checkpoints.save(step, state)
-            timer.pause()
+            return Outcome("DIVERGED", pending[0], reason, {"final_train_loss": None})
+        pending = (step, metrics)
+        evaluate_now = step == sched.steps or bool(trainer["eval_every"] and step % trainer["eval_every"] == 0)
+        save_now = step == sched.steps or bool(trainer["checkpoint_every"] and step % trainer["checkpoint_every"] == 0)
+        if evaluate_now or save_now:  # this step's state is needed before the next step consumes it
+            pending = None
+            if reason := record(step, metrics, evaluate_now):
+                bar.close()
+                return Outcome("DIVERGED", step, reason, {"final_train_loss": None})
+            if save_now:
+                checkpoints.save(step, state)
+                timer.pause()
     bar.close()
     checkpoints.close()
 

@@ -1,11 +1,16 @@
-"""Tests of experiments.wandb_logger: mode choice without network, offline runs that sync
-every step exactly once across a resume, and wandb failures that never fail the run."""
+"""Tests of experiments.wandb_logger: mode choice (without network, and against real local
+servers that answer, stay silent or refuse), offline runs that sync every step exactly once
+across a resume, the offline fallback of a failed online init, and wandb failures that never
+fail the run."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import socket
 import struct
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +22,7 @@ from run_store import wandb_mode
 from experiments.wandb_logger import WandbLogger
 
 RUN_ID = "griffin-cpu-s-20tpp-0123456789ab"
+FAKE_KEY = "0123456789abcdef" * 2 + "01234567"  # 40 characters, like a W&B API key
 CONFIG = {"model": {"width": 64, "depth": 2}, "optim": {"lr": 0.001}, "seed": 0}
 TAGS = ["griffin", "cpu-s", "20tpp", "seed=0"]
 ROWS = [{"step": s, "loss": 4.0 / s, "tokens": 512 * s} for s in range(1, 11)]
@@ -24,9 +30,11 @@ ROWS = [{"step": s, "loss": 4.0 / s, "tokens": 512 * s} for s in range(1, 11)]
 
 @pytest.fixture
 def wandb_env(tmp_path, monkeypatch):
-    """No credentials, no netrc, every wandb file under tmp_path, offline forced."""
+    """No credentials, no netrc, no proxies, every wandb file under tmp_path, offline forced,
+    and a fresh wandb service per test."""
     for var in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "NETRC", "WANDB_BASE_URL",
-                "WANDB_DISABLED", "WANDB_RUN_ID", "WANDB_RESUME"):
+                "WANDB_DISABLED", "WANDB_RUN_ID", "WANDB_RESUME", "HTTP_PROXY", "HTTPS_PROXY",
+                "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     home = tmp_path / "home"
     home.mkdir()
@@ -37,7 +45,81 @@ def wandb_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(home / ".config" / "wandb"))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(home / ".cache" / "wandb"))
     monkeypatch.setenv("WANDB_DATA_DIR", str(home / ".local" / "wandb"))
-    return tmp_path
+    import wandb
+
+    wandb.teardown()  # wandb's process-wide setup keeps the environment it first saw (base URL)
+    yield tmp_path
+    wandb.teardown()
+
+
+def online_env(monkeypatch, port: int) -> None:
+    """A (fake) API key and a W&B host on 127.0.0.1:port, WANDB_MODE unset: 'auto' probes."""
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+
+
+# -- real servers on 127.0.0.1 (a free port each), started and stopped by the test
+
+
+@contextlib.contextmanager
+def silent_server():
+    """Accepts TCP connections and never answers. Yields (port, accepted sockets)."""
+    srv, stop, accepted = socket.create_server(("127.0.0.1", 0), backlog=64), threading.Event(), []
+    srv.settimeout(0.05)
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(srv.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield srv.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in [*accepted, srv]:
+            conn.close()
+
+
+@contextlib.contextmanager
+def http_server(status: int = 404, post_hangs: bool = False):
+    """Answers every request (but a POST if post_hangs) with `status` and no body: talks HTTP,
+    but not as W&B. Yields (port, 'METHOD path' of each request)."""
+    stop, requests = threading.Event(), []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            requests.append(f"{self.command} {self.path}")
+            if self.command == "POST" and post_hangs:
+                return stop.wait(60)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], requests
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return s.getsockname()[1]
 
 
 # -- a reader for .wandb transaction logs: a 7-byte header (":W&B", magic, version), then
@@ -124,9 +206,9 @@ def test_auto_mode_with_a_netrc_key_goes_online_only_if_the_host_answers(wandb_e
     netrc_file.write_text("machine api.wandb.ai\n  login user\n  password not-a-real-key\n")
     netrc_file.chmod(0o600)
     assert wandb_mode.has_api_key()
-    monkeypatch.setattr(wandb_mode, "host_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(wandb_mode, "host_answers", lambda *a, **k: False)
     assert wandb_mode.resolve_mode("auto") == "offline"
-    monkeypatch.setattr(wandb_mode, "host_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(wandb_mode, "host_answers", lambda *a, **k: True)
     assert wandb_mode.resolve_mode("auto") == "online"
 
 
@@ -137,8 +219,40 @@ def test_host_probe_returns_within_its_timeout(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", hang)
     start = time.monotonic()
-    assert wandb_mode.host_reachable("https://example.invalid", timeout_s=0.1) is False
+    assert wandb_mode.host_answers("https://example.invalid", timeout_s=0.1) is False
     assert time.monotonic() - start < 4
+
+
+def test_a_host_that_accepts_but_never_answers_is_offline_within_the_deadline(wandb_env, monkeypatch):
+    with silent_server() as (port, accepted):
+        online_env(monkeypatch, port)
+        start = time.monotonic()
+        assert wandb_mode.resolve_mode("auto") == "offline"
+        elapsed = time.monotonic() - start
+        assert accepted, "the probe never connected"
+        assert 1.5 < elapsed < 2.5, elapsed  # waited for an answer, not a moment longer
+        start = time.monotonic()
+        assert wandb_mode.host_answers(f"http://127.0.0.1:{port}", timeout_s=0.3) is False
+        assert time.monotonic() - start < 0.8
+
+
+@pytest.mark.parametrize("status", [200, 401, 404])
+def test_a_host_that_answers_http_with_any_status_answers(wandb_env, monkeypatch, status):
+    with http_server(status) as (port, requests):
+        start = time.monotonic()
+        assert wandb_mode.host_answers(f"http://127.0.0.1:{port}/wandb") is True
+        assert time.monotonic() - start < 1.5
+        assert requests == ["HEAD /wandb"]
+        online_env(monkeypatch, port)
+        assert wandb_mode.resolve_mode("auto") == "online"
+
+
+def test_a_closed_port_is_offline_at_once(wandb_env, monkeypatch):
+    online_env(monkeypatch, closed_port())
+    start = time.monotonic()
+    assert wandb_mode.resolve_mode("auto") == "offline"
+    assert time.monotonic() - start < 1.0
+    assert wandb_mode.host_answers("ftp://127.0.0.1/") is False  # not HTTP: never probed
 
 
 def test_disabled_mode_writes_nothing(wandb_env):
@@ -182,20 +296,66 @@ def test_offline_run_logs_every_step_once_across_a_resume(wandb_env, monkeypatch
     assert leaked == []
 
 
+def test_logger_facing_a_silent_host_runs_offline_and_keeps_its_folder(wandb_env, monkeypatch):
+    run_dir = wandb_env / "run"
+    with silent_server() as (port, accepted):
+        online_env(monkeypatch, port)
+        start = time.monotonic()
+        logger = WandbLogger(RUN_ID, "proj", group="sweep", tags=TAGS, config=CONFIG, mode="auto", dir=run_dir)
+        assert logger.mode == "offline" and logger.enabled, logger.error
+        assert logger.log_rows(ROWS) == 10
+        logger.finish({"status": "SUCCESS"})
+        elapsed = time.monotonic() - start
+    assert accepted and logger.error is None
+    assert elapsed < 20, elapsed  # was ~60 s in wandb.init, then no folder at all
+    files, steps, _ = history_and_config(run_dir, RUN_ID)
+    assert len(list(run_dir.glob("wandb/offline-run-*"))) == 1 and len(files) == 1
+    assert steps == Counter({s: 1 for s in range(1, 11)})
+
+
+@pytest.mark.parametrize("post_hangs", [False, True], ids=["init-fails", "init-times-out"])
+def test_a_failed_online_init_falls_back_to_offline_in_the_same_folder(wandb_env, monkeypatch, post_hangs):
+    """The host answers the probe (HTTP 404) but is no W&B server: wandb.init's API calls get
+    404s, or no answer at all, until init_timeout_s."""
+    run_dir = wandb_env / "run"
+    with http_server(404, post_hangs=post_hangs) as (port, requests):
+        online_env(monkeypatch, port)
+        start = time.monotonic()
+        with pytest.warns(RuntimeWarning, match="online init .* failed .* logging offline") as caught:
+            logger = WandbLogger(RUN_ID, "proj", config=CONFIG, mode="auto", dir=run_dir, init_timeout_s=3)
+        elapsed = time.monotonic() - start
+        assert any(r.startswith("POST") for r in requests)  # wandb did try online
+    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
+    assert logger.mode == "offline" and logger.enabled, logger.error
+    assert elapsed < 25, elapsed
+    assert logger.log_rows(ROWS) == 10
+    logger.finish({"status": "SUCCESS"})
+    assert logger.error is None
+    assert json.loads((run_dir / wl.STATE_FILE).read_text())["mode"] == "offline"
+    files, steps, config = history_and_config(run_dir, RUN_ID)
+    assert len(list(run_dir.glob("wandb/offline-run-*"))) == 1 and len(files) == 1
+    assert steps == Counter({s: 1 for s in range(1, 11)}) and config == CONFIG
+
+
 # ---------------------------------------------------------------------------------- failures
 
 
 def test_wandb_failures_never_fail_the_run(wandb_env, monkeypatch):
     import wandb
 
-    def broken_init(*args, **kwargs):
-        raise RuntimeError("backend exploded")
+    def broken_init(*args, settings, **kwargs):
+        raise RuntimeError(f"backend exploded ({settings.mode})")
 
     monkeypatch.setattr(wandb, "init", broken_init)
     with pytest.warns(RuntimeWarning, match="backend exploded"):
         logger = WandbLogger(RUN_ID, "proj", config=CONFIG, mode="offline", dir=wandb_env / "run")
     assert not logger.enabled and "wandb.init" in logger.error
     assert logger.log_rows(ROWS) == 0
+    logger.finish({"status": "SUCCESS"})
+    # Online: the offline fallback fails too. One warning with both errors, logging off.
+    with pytest.warns(RuntimeWarning, match=r"online: .*\(online\); offline: .*\(offline\)") as caught:
+        logger = WandbLogger(RUN_ID, "proj", config=CONFIG, mode="online", dir=wandb_env / "run1")
+    assert len(caught) == 1 and not logger.enabled and logger.log_rows(ROWS) == 0
     logger.finish({"status": "SUCCESS"})
 
     class FlakyRun:

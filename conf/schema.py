@@ -241,6 +241,9 @@ class LauncherConf:
     every slice, with the MEGASCALE_* variables set)."""
     tpu_topology: Optional[str] = None
     """tpu: the slice's chip topology, e.g. 2x2x2 for v4-16; derived from tpu_type when unset."""
+    malloc: str = "no_trim"
+    """glibc malloc of CPU workers: no_trim (experiments.benchmarks.NO_TRIM_ENV: freed blocks
+    stay in the heap for the next step, no page faults; a worker keeps its peak heap) | default."""
     worker_setup_hook: Optional[str] = None
     """'package.module.function' called once in every worker process (and TPU host) before its
     first run: logging handlers, a profiler, the tests' fault injection."""

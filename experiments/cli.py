@@ -37,9 +37,12 @@ def _train(argv: Sequence[str]) -> int:
 
         print(OmegaConf.to_yaml(cfg, resolve=True), end="")
         return 0
+    from experiments.benchmarks import configure_malloc
     from experiments.runner import execute, resolve, store_for
 
     ref = resolve(to_dict(cfg))
+    if ref.spec.config["launcher"]["malloc"] == "no_trim" and not ref.spec.config["launcher"]["gpus_per_run"]:
+        configure_malloc("no_trim")  # as sweep workers run: before JAX starts its threads
     store = store_for(ref.spec.config)
     sched = ref.spec.schedule
     params = ref.spec.params()

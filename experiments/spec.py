@@ -20,6 +20,7 @@ TASK_SOURCES = ("selective_copy", "induction_heads")
 TASK_VOCAB = 16
 BYTE_VOCAB = 256
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+WORKER_MALLOC = ("no_trim", "default")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +103,8 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         _positive(trainer, key, "trainer")
     for key in ("eval_every", "checkpoint_every", "spike_warmup", "seed"):
         _positive(trainer, key, "trainer", allow_zero=True)
+    if cfg["launcher"]["malloc"] not in WORKER_MALLOC:
+        raise ConfigError(f"launcher.malloc={cfg['launcher']['malloc']!r} is unknown; known: {list(WORKER_MALLOC)}")
     if cfg["logger"]["wandb"]["mode"] not in WANDB_MODES:
         raise ConfigError(f"logger.wandb.mode={cfg['logger']['wandb']['mode']!r} is unknown; known: {list(WANDB_MODES)}")
 

@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable
 
 from launch.plan import Plan, PlannedRun
-from launch.worker import compile_cache_env, run_point, xla_env
+from launch.worker import compile_cache_env, malloc_env, run_point, xla_env
 from run_store import is_url, one_line
 
 SYSTEM_ERRORS = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
@@ -106,7 +106,8 @@ class Scheduler:
         self.free_slots = [cores[i:i + cpus] for i in range(0, len(cores) - cpus + 1, cpus)] if self.local else []
         self.max_parallel = self.launcher["max_parallel"] or (len(self.free_slots) if self.local else 10**9)
         cache = self.launcher.get("compile_cache") or _default_cache(plan)
-        self.env = {**xla_env(cpus), **(compile_cache_env(cache) if cache else {})}
+        self.env = {**xla_env(cpus), **(compile_cache_env(cache) if cache else {}),
+                    **malloc_env(self.launcher["malloc"], gpus=float(self.launcher["gpus_per_run"]))}
 
     # -- the loop
     def run(self) -> dict[str, Outcome]:

@@ -17,6 +17,15 @@ def xla_env(cpus: int) -> dict[str, str]:
     return {"XLA_FLAGS": flags, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
 
 
+def malloc_env(mode: str, gpus: float = 0.0) -> dict[str, str]:
+    """glibc's settings for a worker process (read when it starts): `no_trim` for CPU runs
+    (experiments.benchmarks.NO_TRIM_ENV), nothing for `default` or runs with GPUs (their large
+    buffers live on the device)."""
+    from experiments.benchmarks import NO_TRIM_ENV
+
+    return dict(NO_TRIM_ENV) if mode == "no_trim" and not gpus else {}
+
+
 def compile_cache_env(cache_dir: str) -> dict[str, str]:
     """The persistent JAX compilation cache shared by a sweep's runs. Minimum compile time and
     entry size 0: the tiny CPU programs would otherwise never be cached."""

@@ -22,6 +22,8 @@ from typing import Any
 
 from statistics import median
 
+from experiments.benchmarks import NO_TRIM_ENV
+
 MALLOC_REPEATS = 3
 """Timed rounds in each child, by default."""
 MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
@@ -31,7 +33,6 @@ MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", 
 # The settings the children are run with: (griffin-bench --malloc mode, extra environment).
 # 'reuse-notrim' is 'reuse' with glibc's trimming off, given as environment variables (read by
 # glibc at start-up, before any thread), as a user would set them for `griffin-train`.
-NO_TRIM_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 MALLOC_SETTINGS: dict[str, tuple[str, dict[str, str]]] = {
     "default": ("default", {}),
     "reuse": ("reuse", {}),

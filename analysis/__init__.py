@@ -1,7 +1,8 @@
 """analysis: runs -> pandas DataFrames -> scaling-law fits (scipy) -> figures (matplotlib).
 
 Never imports JAX: it reads the run store (run_store is plain Python) or the
-W&B API, so it runs in light processes. matplotlib is imported only by `analysis.figures`.
+W&B API, so it runs in light processes. matplotlib is imported only by the figure modules
+(`analysis.figures` and the modules it gathers, `analysis.*_figures`).
 
 Entry points (see docs/analysis.md):
 - load:    load_runs, load_store, load_wandb, fit_frame, corpus_entropies
@@ -9,7 +10,8 @@ Entry points (see docs/analysis.md):
 - tables:  fit_form (any table, per family, with extrapolation and seed-noise checks)
 - derived: frontier, exponents, compare_at_compute, compare_families, parabola_bias
 - report:  analyse (everything griffin-figures computes), write_tables
-- figures: analysis.figures (plot_* functions, FIGURES registry, register_figure, render)
+- figures: analysis.figures (plot_* functions, FIGURES registry, register_figure, render; the code
+           in figure_registry, figure_style, scaling_figures, curve_figures)
 """
 
 from analysis.chinchilla import DEFAULT_GRID, fit_chinchilla, grid_points

@@ -14,11 +14,22 @@ import pandas as pd
 
 from analysis.chinchilla import MIN_TPP_SPREAD
 from analysis.core import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, DEFAULT_SEED, FitError, fmt
-from analysis.fitting import FORMS, Columns, TableError, fit_form
+from analysis.fitting import FORMS, NEEDS, Columns, TableError, fit_form
 from run_store import one_line
 from run_store.cli import ArgumentParser, fraction, non_negative_int, positive_float
 
 EXIT_USAGE = 2
+COLUMN_NAMES = {
+    "params": ("N", "params", "parameters", "params_total", "n_params", "num_params"),
+    "tokens": ("D", "tokens", "n_tokens", "training_tokens", "num_tokens"),
+    "flops": ("C", "flops", "compute", "flops_exact", "training_flops"),
+    "loss": ("L", "loss", "final_loss", "heldout_loss_nats", "heldout_loss"),
+    "family": ("family", "model"),
+    "seed": ("seed",),
+}
+"""The spellings griffin-fit recognises for each role (any case; '-' or ' ' for '_')."""
+ROLE_WHAT = {"params": "parameters", "tokens": "tokens", "flops": "FLOPs", "loss": "loss", "family": "family",
+             "seed": "seed"}
 
 
 def _error(prog: str, msg: str) -> int:
@@ -52,14 +63,13 @@ def _fit_parser() -> argparse.ArgumentParser:
     p.add_argument("--form", required=True, choices=FORMS,
                    help="powerlaw: L = a C^b; saturating: L = E + A C^-alpha (E shared across families); "
                         "chinchilla: Approach 3, L = E + A/N^alpha + B/D^beta; isoflop: Approach 2")
-    p.add_argument("--family-col", default=None, help="family column (default: 'family' if the table has one)")
-    p.add_argument("--params-col", default="N", help="parameters column (default N)")
-    p.add_argument("--tokens-col", default="D", help="tokens column (default D)")
-    p.add_argument("--flops-col", default="C", help="FLOPs column (default C; absent: C = 6 N D)")
-    p.add_argument("--loss-col", default="L", help="final loss column (default L)")
+    roles = {"family": "family column (one law per family)", "params": "parameters column",
+             "tokens": "tokens column", "flops": "FLOPs column (none: C = 6 N D)", "loss": "final loss column",
+             "seed": "seed column (repeated configs give the seed noise)"}
+    for role, what in roles.items():
+        p.add_argument(f"--{role}-col", default=None,
+                       help=f"{what}; default: the table's column named {', '.join(COLUMN_NAMES[role])} (any case)")
     p.add_argument("--budget-col", default=None, help="IsoFLOP budget labels (default: group FLOPs within 5%%)")
-    p.add_argument("--seed-col", default=None, help="seed column: repeated configs give the seed noise "
-                                                    "(default: 'seed' if the table has one)")
     p.add_argument("--starts", default="full",
                    help="Approach-3 start grid: 'full' (the published 4500 starts), 'coarse' (243) or "
                         "'alpha=0:2:0.5,beta=0:2:0.5,e=-1:1:0.5,a=0:25:5,b=0:25:5'")
@@ -83,11 +93,10 @@ def fit_main(argv: Sequence[str] | None = None) -> int:
     args = _fit_parser().parse_args(argv)
     try:
         df = read_table(args.table)
-        family_col = args.family_col or ("family" if "family" in df.columns else None)
-        seed_col = args.seed_col or ("seed" if "seed" in df.columns else None)
-        cols = Columns(params=args.params_col, tokens=args.tokens_col, flops=args.flops_col, loss=args.loss_col,
-                       family=family_col, budget=args.budget_col, seed=seed_col)
-        notes: list[str] = []
+        explicit = {"params": args.params_col, "tokens": args.tokens_col, "flops": args.flops_col,
+                    "loss": args.loss_col, "family": args.family_col, "seed": args.seed_col}
+        cols, used = resolve_columns(df, args.form, explicit, source=args.table)
+        notes = [used]
         fits = fit_form(df, args.form, cols, source=args.table, shared_E=not args.per_family_E,
                         n_boot=args.bootstrap, level=args.level, seed=args.seed, grid=args.starts,
                         min_tpp_spread=args.min_tpp_spread, extrapolate=not args.no_extrapolation,
@@ -104,6 +113,43 @@ def fit_main(argv: Sequence[str] | None = None) -> int:
         table.to_csv(args.out, index=False)
         print(f"wrote {args.out}")
     return 0
+
+
+def _spelling(name) -> str:
+    return str(name).strip().casefold().replace("-", "_").replace(" ", "_")
+
+
+def resolve_columns(df: pd.DataFrame, form: str, explicit: dict[str, str | None] | None = None,
+                    source: str = "table") -> tuple[Columns, str]:
+    """The table's column for each role (params, tokens, flops, loss, family, seed): the one
+    named in `explicit`, else the one column whose name is a spelling in COLUMN_NAMES (any
+    case). Returns (Columns, a line naming the columns used). TableError (one line) when two
+    columns match a role, or when a role `form` needs has no column (FLOPs may instead come
+    from parameters and tokens, C = 6 N D): the message lists the table's columns."""
+    explicit = explicit or {}
+    found: dict[str, str] = {}
+    for role, names in COLUMN_NAMES.items():
+        if explicit.get(role):
+            found[role] = explicit[role]
+            continue
+        hits = [c for c in df.columns if _spelling(c) in {_spelling(n) for n in names}]
+        if len(hits) > 1:
+            raise TableError(f"{source}: ambiguous {ROLE_WHAT[role]} column: {' and '.join(map(repr, hits))} "
+                             f"both match; choose one with --{role}-col")
+        if hits:
+            found[role] = str(hits[0])
+    needed = [r for r in ("params", "tokens", "flops", "loss") if r in NEEDS[form] and r not in found]
+    if "flops" in needed and "params" in found and "tokens" in found:
+        needed.remove("flops")  # C = 6 N D
+    if needed:
+        wants = "; ".join(f"{ROLE_WHAT[r]} ({', '.join(COLUMN_NAMES[r])} or --{r}-col)" for r in needed)
+        derive = " (or parameters and tokens, for C = 6 N D)" if "flops" in needed else ""
+        raise TableError(f"{source}: form {form!r} needs a column for {wants}{derive}; "
+                         f"the table has {list(map(str, df.columns))}")
+    cols = Columns(**{r: found.get(r, COLUMN_NAMES[r][0]) for r in ("params", "tokens", "flops", "loss")},
+                   family=found.get("family"), seed=found.get("seed"))
+    used = ", ".join(f"{ROLE_WHAT[r]} {found[r]!r}" for r in COLUMN_NAMES if r in found)
+    return cols, f"columns used: {used}"
 
 
 def render_fits(fits: dict, level: float, df: pd.DataFrame | None = None) -> str:
@@ -247,7 +293,7 @@ def _manifest_project(manifest: dict | None) -> str | None:
 
 def wandb_mode(mode: str = "auto") -> str:
     """'online', 'offline' or 'disabled': the trainer's rule (online only with an API key and a
-    reachable host; WANDB_MODE honoured), so a machine without a key never gets a login prompt."""
+    host that answers; WANDB_MODE honoured), so a machine without a key never gets a login prompt."""
     from run_store.wandb_mode import resolve_mode
 
     return resolve_mode(mode)

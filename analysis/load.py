@@ -90,12 +90,26 @@ def _exclude(excluded: list[dict], run_id: str, state: str, reason: str, echo: b
         print(f"analysis: excluding run {run_id}: {state}{': ' + reason if reason else ''}", file=sys.stderr)
 
 
-def _usable(result: RunResult) -> str | None:
-    """Why a SUCCESS result cannot be fitted, or None."""
+def _accept(result: RunResult, run_id: str, what: str, rows: list[dict], excluded: list[dict], echo: bool) -> bool:
+    """Add the result's row to `rows` if it can be fitted (status SUCCESS, a finite held-out
+    loss); else record (and print) why the run is excluded. `what` names the result's origin."""
+    if result.status != "SUCCESS":
+        _exclude(excluded, run_id, result.status, f"{what} status is not SUCCESS", echo)
+        return False
     loss = result.heldout_loss_nats
     if loss is None or not isinstance(loss, (int, float)) or not math.isfinite(loss):
-        return f"no finite held-out loss ({LOSS_COLUMN}={loss!r})"
-    return None
+        _exclude(excluded, run_id, "NO_LOSS", f"no finite held-out loss ({LOSS_COLUMN}={loss!r})", echo)
+        return False
+    rows.append(flatten_result(result))
+    return True
+
+
+def _add_curve(curves: list[pd.DataFrame], records: list[dict], run_id: str) -> None:
+    """A run's metrics rows as a frame with its run_id first (nothing for no rows)."""
+    if records:
+        frame = pd.DataFrame(records)
+        frame.insert(0, "run_id", run_id)
+        curves.append(frame)
 
 
 def _assemble(rows: list[dict], curves: list[pd.DataFrame], excluded: list[dict], source: str,
@@ -185,24 +199,15 @@ def load_store(location: str | os.PathLike, sweep: str | None = None, *, curves:
         if result is None:
             _exclude(excluded, run_id, "NO_RESULT", "status SUCCESS but no result.json", echo)
             continue
-        if result.status != "SUCCESS":
-            _exclude(excluded, run_id, result.status, "result.json status is not SUCCESS", echo)
+        if not _accept(result, run_id, "result.json", rows, excluded, echo):
             continue
-        why = _usable(result)
-        if why:
-            _exclude(excluded, run_id, "NO_LOSS", why, echo)
-            continue
-        rows.append(flatten_result(result))
         if curves:
             try:
                 metrics = store.read_metrics(run_id)
             except StoreError as err:  # the result stands; only its curve is lost
                 print(f"analysis: no curve for run {run_id}: {one_line(err)}", file=sys.stderr)
                 metrics = []
-            if metrics:
-                frame = pd.DataFrame(metrics)
-                frame.insert(0, "run_id", run_id)
-                curve_frames.append(frame)
+            _add_curve(curve_frames, metrics, run_id)
     return _assemble(rows, curve_frames, excluded, f"store:{store.root}", sweep, manifest, len(run_ids), echo)
 
 
@@ -258,14 +263,8 @@ def load_wandb(path: str, *, group: str | None = None, filters: Mapping[str, Any
         except StoreError as err:
             _exclude(excluded, run_id, "CORRUPT", one_line(err), echo)
             continue
-        if result.status != "SUCCESS":
-            _exclude(excluded, run_id, result.status, "result status is not SUCCESS", echo)
+        if not _accept(result, run_id, "result", rows, excluded, echo):
             continue
-        why = _usable(result)
-        if why:
-            _exclude(excluded, run_id, "NO_LOSS", why, echo)
-            continue
-        rows.append(flatten_result(result))
         if curves:
             hist = []
             for row in run.scan_history():
@@ -275,10 +274,7 @@ def load_wandb(path: str, *, group: str | None = None, filters: Mapping[str, Any
                 entry = {k: v for k, v in row.items() if not k.startswith("_")}
                 entry["step"] = int(step)
                 hist.append(entry)
-            if hist:
-                frame = pd.DataFrame(hist)
-                frame.insert(0, "run_id", result.run_id)
-                curve_frames.append(frame)
+            _add_curve(curve_frames, hist, result.run_id)
     return _assemble(rows, curve_frames, excluded, f"wandb:{path}", group, None, len(runs), echo)
 
 

@@ -97,6 +97,22 @@ def _styles(frame: pd.DataFrame) -> dict[str, str]:
     return {s: _SIZE_STYLES[i % len(_SIZE_STYLES)] for i, s in enumerate(sizes)}
 
 
+def _size_family_lines(ax, frame: pd.DataFrame, x: str, y: str, gid: str, marker: str = "o", per: float = 1.0,
+                       styles: dict[str, str] | None = None) -> list[tuple[str, str, pd.DataFrame]]:
+    """One line per (size, family) of `frame`, y / per against x: colour by family, line
+    style by size (`styles`, default `_styles(frame)`; sizes named in the legend only when
+    there are several). `gid` is formatted with size and family. Returns the (size, family,
+    rows) drawn."""
+    styles = styles or _styles(frame)
+    drawn = []
+    for (size, fam), r in frame.groupby(["size", "family"], sort=False):
+        r = r.sort_values(x)
+        ax.plot(r[x], r[y] / per, color=family_color(fam), ls=styles[size], marker=marker, lw=1.6,
+                gid=gid.format(size=size, family=fam), label=fam if len(styles) == 1 else f"{fam} {size}")
+        drawn.append((size, fam, r))
+    return drawn
+
+
 def plot_train_speed(frame: pd.DataFrame, *, reference: str = "MQA at the shortest length") -> Figure:
     """Fig 3: step time relative to the reference against sequence length at fixed tokens per
     step, one panel per size, one line per family (min-max over rounds as a band), and the
@@ -137,11 +153,8 @@ def plot_decode_latency(frame: pd.DataFrame) -> Figure:
     axes = fig.subplots(1, max(1, len(prefills)), squeeze=False, sharey=True)[0]
     for ax, pre in zip(axes, prefills):
         g = frame[frame["prefill"] == pre]
-        for (size, fam), r in g.groupby(["size", "family"], sort=False):
-            r = r.sort_values("decoded")
-            label = fam if len(styles) == 1 else f"{fam} {size}"
-            ax.plot(r["decoded"], r["total_ms"] / 1e3, color=family_color(fam), ls=styles[size], marker="o",
-                    lw=1.6, gid=f"latency:{size}:{int(pre)}:{fam}", label=label)
+        _size_family_lines(ax, g, "decoded", "total_ms", f"latency:{{size}}:{int(pre)}:{{family}}", per=1e3,
+                           styles=styles)
         _log2_lengths(ax, g["decoded"])
         ax.set_yscale("log")
         batch = int(g["batch"].iloc[0])
@@ -163,12 +176,8 @@ def plot_throughput(throughput: pd.DataFrame, cache: pd.DataFrame | None = None,
     fig = Figure(figsize=(5.2 * panels, 4.2), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     ax = axes[0]
-    styles = _styles(throughput)
-    for (size, fam), r in throughput.groupby(["size", "family"], sort=False):
-        r = r.sort_values("sample_length")
-        label = fam if len(styles) == 1 else f"{fam} {size}"
-        ax.plot(r["sample_length"], r["tokens_per_s"], color=family_color(fam), ls=styles[size], marker="o",
-                lw=1.6, gid=f"throughput:{size}:{fam}", label=label)
+    drawn = _size_family_lines(ax, throughput, "sample_length", "tokens_per_s", "throughput:{size}:{family}")
+    for size, fam, r in drawn:
         for x, y, b in zip(r["sample_length"], r["tokens_per_s"], r["batch"]):
             ax.annotate(f"B={int(b)}", (x, y), textcoords="offset points", xytext=(0, 5), ha="center",
                         fontsize=6, color=family_color(fam))
@@ -184,12 +193,7 @@ def plot_throughput(throughput: pd.DataFrame, cache: pd.DataFrame | None = None,
     ax.legend(fontsize=8)
     if panels == 2:
         ax = axes[1]
-        cstyles = _styles(cache)
-        for (size, fam), r in cache.groupby(["size", "family"], sort=False):
-            r = r.sort_values("length")
-            label = fam if len(cstyles) == 1 else f"{fam} {size}"
-            ax.plot(r["length"], r["cache_bytes"], color=family_color(fam), ls=cstyles[size], marker=".",
-                    lw=1.6, gid=f"cache:{size}:{fam}", label=label)
+        _size_family_lines(ax, cache, "length", "cache_bytes", "cache:{size}:{family}", marker=".")
         _log2_lengths(ax, cache["length"])
         ax.set_yscale("log")
         ax.set_xlabel("sequence length (tokens in the cache)")

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analysis.figure_style import FAMILY_ORDER, family_key
 from analysis.figures import FigureInputs, SkipFigure, family_color, register_figure
 
 TASK_SOURCES = ("selective_copy", "induction_heads")
 TASK_VOCAB = 16
-FAMILY_ORDER = ("mqa", "mqa_nope", "hawk", "griffin")
 FAMILY_LABELS = {"mqa": "MQA (RoPE)", "mqa_nope": "MQA (NoPE)", "hawk": "Hawk", "griffin": "Griffin"}
 FAMILY_STYLES = {"mqa_nope": "--"}
 # Chance accuracy of a uniform guess among the symbols a task can answer with.
@@ -46,8 +46,31 @@ def _label(family: str) -> str:
     return FAMILY_LABELS.get(family, family)
 
 
-def _family_key(family: str) -> tuple[int, str]:
-    return (FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER), family)
+def _run_lines(ax, table: pd.DataFrame, gid: str, xy, label=None, **style) -> None:
+    """One line per run of `table`, coloured and dashed by family in the paper's order:
+    xy(rows of a run) -> (x, y); label(family, rows) -> legend label (default the family's)."""
+    for fam in sorted(table["family"].unique(), key=family_key):
+        for run_id, r in table[table["family"] == fam].groupby("run_id", sort=False):
+            xs, ys = xy(r)
+            ax.plot(xs, ys, color=_color(fam), ls=FAMILY_STYLES.get(fam, "-"), lw=1.5, gid=f"{gid}:{run_id}",
+                    label=label(fam, r) if label else _label(fam), **style)
+
+
+def _train_lengths(ax, table: pd.DataFrame, annotate: bool = False) -> None:
+    """A dotted vertical line at each training length (`seq_len`) of the table's runs."""
+    for i, t in enumerate(sorted(set(int(x) for x in table["seq_len"].dropna()))):
+        ax.axvline(t, color="0.3", ls=":", lw=1.0, gid="train_length" if i == 0 else f"train_length:{t}")
+        if annotate:
+            ax.annotate(f"training length {t}", xy=(t, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                        textcoords="offset points", fontsize=7, color="0.3")
+
+
+def _finish(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
 
 
 # --------------------------------------------------------------------------------------
@@ -195,23 +218,17 @@ def plot_long_context(table: pd.DataFrame, bins_per_decade: int = 12) -> Figure:
     run coloured by family, a vertical line at the training length."""
     fig = Figure(figsize=(6.6, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    order = sorted(table["family"].unique(), key=_family_key)
-    for fam in order:
-        for run_id, r in table[table["family"] == fam].groupby("run_id", sort=False):
-            b = bin_losses(r.sort_values("position")["loss"].to_numpy(), bins_per_decade)
-            ax.plot(b["position"], b["loss"], color=_color(fam), ls=FAMILY_STYLES.get(fam, "-"), lw=1.5,
-                    marker="o", ms=2.5, gid=f"position:{run_id}", label=f"{_label(fam)} ({r['size'].iloc[0]})")
-    train = sorted(set(int(x) for x in table["seq_len"].dropna()))
-    for i, t in enumerate(train):
-        ax.axvline(t, color="0.3", ls=":", lw=1.0, gid="train_length" if i == 0 else f"train_length:{t}")
-        ax.annotate(f"training length {t}", xy=(t, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
-                    textcoords="offset points", fontsize=7, color="0.3")
+
+    def binned(r):
+        b = bin_losses(r.sort_values("position")["loss"].to_numpy(), bins_per_decade)
+        return b["position"], b["loss"]
+
+    _run_lines(ax, table, "position", binned, label=lambda fam, r: f"{_label(fam)} ({r['size'].iloc[0]})",
+               marker="o", ms=2.5)
+    _train_lengths(ax, table, annotate=True)
     ax.set_xscale("log")
-    ax.set_xlabel("token position in document")
-    ax.set_ylabel("held-out loss (nats/token), log-binned")
-    ax.set_title("Loss by position beyond the training length (Fig 5)")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
+    _finish(ax, "token position in document", "held-out loss (nats/token), log-binned",
+            "Loss by position beyond the training length (Fig 5)")
     return fig
 
 
@@ -250,17 +267,10 @@ def plot_selective_copy(table: pd.DataFrame) -> Figure:
     """Fig 6 (left) style: held-out accuracy against training steps, one line per run."""
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    for fam in sorted(table["family"].unique(), key=_family_key):
-        for run_id, r in table[table["family"] == fam].groupby("run_id", sort=False):
-            ax.plot(r["step"], r["accuracy"], color=_color(fam), ls=FAMILY_STYLES.get(fam, "-"), marker="o", ms=3,
-                    lw=1.5, gid=f"copy:{run_id}", label=_label(fam))
+    _run_lines(ax, table, "copy", lambda r: (r["step"], r["accuracy"]), marker="o", ms=3)
     ax.axhline(CHANCE["selective_copy"], color="0.5", ls=":", lw=1.0, gid="chance")
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("training steps")
-    ax.set_ylabel("held-out token accuracy")
-    ax.set_title("Selective copying (Fig 6)")
-    ax.grid(True, alpha=0.25)
-    ax.legend(fontsize=7)
+    _finish(ax, "training steps", "held-out token accuracy", "Selective copying (Fig 6)")
     return fig
 
 
@@ -291,21 +301,12 @@ def plot_induction(table: pd.DataFrame) -> Figure:
     a vertical line at the training length."""
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    for fam in sorted(table["family"].unique(), key=_family_key):
-        for run_id, r in table[table["family"] == fam].groupby("run_id", sort=False):
-            ax.plot(r["length"], r["accuracy"], color=_color(fam), ls=FAMILY_STYLES.get(fam, "-"), marker="o",
-                    ms=3.5, lw=1.5, gid=f"length:{run_id}", label=_label(fam))
-    train = sorted(set(int(x) for x in table["seq_len"].dropna()))
-    for i, t in enumerate(train):
-        ax.axvline(t, color="0.3", ls=":", lw=1.0, gid="train_length" if i == 0 else f"train_length:{t}")
+    _run_lines(ax, table, "length", lambda r: (r["length"], r["accuracy"]), marker="o", ms=3.5)
+    _train_lengths(ax, table)
     ax.axhline(CHANCE["induction_heads"], color="0.5", ls=":", lw=1.0, gid="chance")
     ax.set_xscale("log", base=2)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("evaluation sequence length")
-    ax.set_ylabel("accuracy (answer token)")
-    ax.set_title("Induction heads: extrapolation (Fig 6)")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
+    _finish(ax, "evaluation sequence length", "accuracy (answer token)", "Induction heads: extrapolation (Fig 6)")
     return fig
 
 

@@ -105,11 +105,40 @@ def result_record(run_id: str, family: str, size: str, *, N: float, D: float, L:
     }
 
 
+def training_curve(N: float, D: float, L: float, *, steps: int | None = None, curve_points: int = 6,
+                   batch_size: int | None = None, noise: float = 0.0, eval_every: int | None = None,
+                   seed: int = 0) -> list[dict]:
+    """metrics.jsonl rows of a run ending at held-out loss L. Without `steps`: `curve_points`
+    rows over 100 steps, L (1 + 2 / sqrt(step)), held-out loss at the last. With `steps`: a
+    row per step, L (1 + 2 / sqrt(step) - 2 / sqrt(steps)) capped at ln 256 (byte tokens),
+    times exp(noise z) (noise scaled by sqrt(4 / batch_size): a batch of 4 sequences gets
+    `noise`), held-out loss (the noise-free curve) every `eval_every` steps and at the last."""
+    if steps is None:
+        grid, end, shape = np.linspace(1, 100, curve_points).astype(int), 100, lambda s: 1 + 2.0 / s ** 0.5
+    else:
+        end = int(steps)
+        grid, shape = np.arange(1, end + 1), lambda s: 1 + 2.0 / s ** 0.5 - 2.0 / end ** 0.5
+    rng = np.random.default_rng(seed)
+    scale = noise * (np.sqrt(4.0 / batch_size) if batch_size else 1.0)
+    rows = []
+    for s in grid:
+        clean = min(L * shape(s), np.log(256.0)) if steps is not None else L * shape(s)
+        row = {"step": int(s), "tokens": float(D) * s / end, "flops": 6.0 * N * D * s / end,
+               "loss": clean * float(np.exp(scale * rng.standard_normal())) if scale else clean, "lr": 1e-3}
+        if s == grid[-1] or (eval_every and s % eval_every == 0):
+            row["heldout_loss"] = clean
+        rows.append(row)
+    return rows
+
+
 def write_store(root: str | os.PathLike, runs: pd.DataFrame, *, sweep: str | None = None, curve_points: int = 6,
-                positions: int = 0, corpus_fingerprint: str = "synthetic") -> list[str]:
+                positions: int = 0, corpus_fingerprint: str = "synthetic", curve_noise: float = 0.0,
+                eval_every: int | None = None) -> list[str]:
     """Write a run store with one run per row of `runs` (columns family, size, N, D, L and
-    optionally seed, budget, budget_rule, budget_value, status: SUCCESS | DIVERGED | FAILED).
-    Returns the run ids (and writes sweeps/<sweep>.json when `sweep` is given)."""
+    optionally seed, budget, budget_rule, budget_value, status: SUCCESS | DIVERGED | FAILED,
+    and steps, batch_size for a metrics row per step: see `training_curve`, which
+    `curve_noise` and `eval_every` go to). Returns the run ids (and writes
+    sweeps/<sweep>.json when `sweep` is given)."""
     from run_store import RunStore, compute_run_id
 
     store = RunStore(root)
@@ -123,12 +152,10 @@ def write_store(root: str | os.PathLike, runs: pd.DataFrame, *, sweep: str | Non
         status = r.get("status", "SUCCESS")
         with store.acquire(run_id) as lease:
             lease.write_status("RUNNING")
-            steps = np.linspace(1, 100, curve_points).astype(int)
             L = float(r["L"])
-            lease.append_metrics([{"step": int(s), "tokens": float(r["D"]) * s / 100,
-                                   "flops": 6.0 * r["N"] * r["D"] * s / 100, "loss": L * (1 + 2.0 / s ** 0.5),
-                                   "lr": 1e-3, **({"heldout_loss": L * (1 + 2.0 / s ** 0.5)} if s == steps[-1] else {})}
-                                  for s in steps])
+            lease.append_metrics(training_curve(r["N"], r["D"], L, steps=r.get("steps"), curve_points=curve_points,
+                                                batch_size=r.get("batch_size"), noise=curve_noise,
+                                                eval_every=eval_every, seed=i))
             rec = result_record(run_id, r["family"], r["size"], N=r["N"], D=r["D"], L=L, seed=int(r.get("seed", 0)),
                                 budget=budget, budget_rule=r.get("budget_rule", "tokens_per_param"),
                                 budget_value=float(r.get("budget_value", 20.0)), status=status,

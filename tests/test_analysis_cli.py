@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.cli import figures_main, fit_main, log_to_wandb
+from analysis.cli import COLUMN_NAMES, ROLE_WHAT, figures_main, fit_main, log_to_wandb, resolve_columns
+from analysis.fitting import Columns
 from analysis.synthetic import chinchilla_loss, chinchilla_table, isoflop_table, powerlaw_table, write_store
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -76,7 +77,17 @@ def _bad_tables():
     N = np.geomspace(1e7, 1e9, 10)
     const = pd.DataFrame({"N": N, "D": 20 * N, "L": chinchilla_loss(N, 20 * N)})
     return [
-        ("missing", good.drop(columns=["L"]), ["--form", "powerlaw"], "missing column(s) ['L']"),
+        ("missing", good.drop(columns=["L"]), ["--form", "powerlaw"],
+         "form 'powerlaw' needs a column for loss (L, loss, final_loss, heldout_loss_nats, heldout_loss or "
+         "--loss-col); the table has ['family', 'N', 'D', 'C']"),
+        ("missing_flops", good.drop(columns=["C", "D"]), ["--form", "saturating"],
+         "needs a column for FLOPs (C, flops, compute, flops_exact, training_flops or --flops-col) (or parameters "
+         "and tokens, for C = 6 N D); the table has ['family', 'N', 'L']"),
+        ("missing_named", good, ["--form", "powerlaw", "--family-col", "fam"], "missing column(s) ['fam']"),
+        ("ambiguous", good.assign(Loss=good["L"]), ["--form", "powerlaw"],
+         "ambiguous loss column: 'L' and 'Loss' both match; choose one with --loss-col"),
+        ("ambiguous_family", good.assign(model="x"), ["--form", "powerlaw"],
+         "ambiguous family column: 'family' and 'model' both match; choose one with --family-col"),
         ("nonpos", nonpos, ["--form", "powerlaw"], "non-positive values"),
         ("nan", nan, ["--form", "saturating"], "NaN or infinite"),
         ("text", text, ["--form", "powerlaw"], "non-numeric values"),
@@ -95,6 +106,58 @@ def test_bad_tables_give_one_line_errors(tmp_path, capsys, name, table, args, me
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("griffin-fit: error: ") and str(path) in lines[0], err
     assert message in lines[0]
+
+
+def test_fit_recognises_column_spellings_in_any_case(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    t = powerlaw_table({"mqa": (30.0, -0.05), "hawk": (29.0, -0.05)}, n=8, seed=0)
+    t.rename(columns={"family": "Model", "C": "FLOPS", "L": "final_loss"}).assign(Seed=0).to_csv(path, index=False)
+    code, out, err = run_fit(capsys, path, "--form", "powerlaw", "--bootstrap", "20", "--no-extrapolation")
+    assert code == 0, err
+    notes = [line for line in out.splitlines() if line.startswith("note:")]
+    assert notes == ["note: columns used: FLOPs 'FLOPS', loss 'final_loss', family 'Model', seed 'Seed'"]
+    assert "powerlaw fit [mqa]" in out and "powerlaw fit [hawk]" in out
+
+
+@pytest.mark.parametrize("role,names", list(COLUMN_NAMES.items()))
+def test_resolve_columns_knows_every_listed_spelling(role, names):
+    standard = {"params": "N", "tokens": "D", "flops": "C", "loss": "L", "family": "family", "seed": "seed"}
+    for name in names:
+        for spelling in (name, name.upper(), name.lower(), name.replace("_", " ").title(), name.replace("_", "-")):
+            columns = [spelling if r == role else c for r, c in standard.items()] + [f"{spelling}_se", "size"]
+            cols, used = resolve_columns(pd.DataFrame(columns=columns), "chinchilla")
+            assert getattr(cols, role) == spelling and f"{ROLE_WHAT[role]} {spelling!r}" in used, (spelling, cols)
+
+
+def test_resolve_columns_run_store_and_fit_frame_tables():
+    runs = pd.DataFrame(columns=["run_id", "family", "size", "seed", "params_total", "params_non_embedding", "tokens",
+                                 "flops_6N", "flops_exact", "flops_as_executed", "final_train_loss",
+                                 "heldout_loss_nats", "heldout_loss_se"])
+    cols, used = resolve_columns(runs, "chinchilla")
+    assert cols == Columns(params="params_total", tokens="tokens", flops="flops_exact", loss="heldout_loss_nats",
+                           family="family", seed="seed")
+    assert used == ("columns used: parameters 'params_total', tokens 'tokens', FLOPs 'flops_exact', "
+                    "loss 'heldout_loss_nats', family 'family', seed 'seed'")
+    frame = pd.DataFrame(columns=["run_id", "family", "size", "budget", "seed", "N", "D", "C", "L"])
+    assert resolve_columns(frame, "isoflop")[0] == Columns(family="family", seed="seed")
+    # Parameters and tokens stand in for FLOPs (C = 6 N D, said by fit_form's own note).
+    cols, used = resolve_columns(pd.DataFrame(columns=["n_params", "Training_Tokens", "loss"]), "powerlaw")
+    assert (cols.params, cols.tokens, cols.loss, cols.family) == ("n_params", "Training_Tokens", "loss", None)
+    assert "FLOPs" not in used
+
+
+def test_explicit_column_flags_win(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    t = powerlaw_table({"mqa": (30.0, -0.05)}, n=8, seed=0)
+    # Two loss columns (ambiguous by name) and two family-like columns: the flags decide.
+    t.assign(loss=t["L"] * 1.5, model="one", final_loss=t["L"], compute=t["C"] * 10).to_csv(path, index=False)
+    code, out, err = run_fit(capsys, path, "--form", "powerlaw", "--loss-col", "loss", "--flops-col", "compute",
+                             "--family-col", "model", "--bootstrap", "0", "--no-extrapolation")
+    assert code == 0, err
+    assert "note: columns used: FLOPs 'compute', loss 'loss', family 'model'" in out.splitlines()
+    assert "powerlaw fit [one]" in out
+    code, _, err = run_fit(capsys, path, "--form", "powerlaw", "--bootstrap", "0")
+    assert code == 2 and "ambiguous FLOPs column: 'C' and 'compute' both match; choose one with --flops-col" in err
 
 
 def test_unreadable_inputs(tmp_path, capsys):

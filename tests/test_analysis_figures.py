@@ -1,5 +1,7 @@
-"""Figures: the data on the axes equal the DataFrames and the fits (not just a file on disk),
-the registry renders PNG and PDF and skips figures whose data are absent."""
+"""The scaling-law figures (analysis.scaling_figures): the data on the axes equal the
+DataFrames and the fits (not just a file on disk); the registry (analysis.figure_registry)
+renders PNG and PDF and skips figures whose data are absent. Training curves and loss by
+position: test_analysis_curve_figures."""
 
 from __future__ import annotations
 
@@ -95,20 +97,6 @@ def test_frontier_figure_plots_the_frontier_table():
         np.testing.assert_allclose(line.get_xdata(), fr["C"])
         np.testing.assert_allclose(line.get_ydata(), fr[q])
     np.testing.assert_allclose(one(fig, "minima:N_opt:griffin").get_offsets()[:, 1], fit.budgets["N_opt"])
-
-
-def test_training_curves_are_the_metrics_rows():
-    curves = pd.DataFrame({"run_id": ["r1"] * 3 + ["r2"] * 3, "family": "mqa", "params_total": [1e5] * 3 + [1e6] * 3,
-                           "step": [1, 2, 3] * 2, "tokens": [10.0, 20.0, 30.0] * 2,
-                           "loss": [5.0, 4.0, 3.5, 4.5, 3.6, 3.0], "heldout_loss": [np.nan, np.nan, 3.6] * 2})
-    fig = F.plot_training_curves(curves)
-    for rid, g in curves.groupby("run_id"):
-        line = one(fig, f"curve:{rid}")
-        np.testing.assert_allclose(line.get_xdata(), g["tokens"])
-        np.testing.assert_allclose(line.get_ydata(), g["loss"])
-        np.testing.assert_allclose(one(fig, f"heldout:{rid}").get_ydata(), [g["heldout_loss"].iloc[-1]])
-    # Bigger models get a different colour from the size scale.
-    assert one(fig, "curve:r1").get_color() != one(fig, "curve:r2").get_color()
 
 
 def test_render_writes_png_and_pdf_and_skips_absent_data(tmp_path, law_data):

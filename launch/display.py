@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 
 from rich.console import Console
@@ -50,25 +49,13 @@ def plan_table(plan: Plan) -> Table:
 
 
 def progress_line(scheduler) -> str:
+    """Counts, elapsed time and the ETA (launch.eta: measured from the sweep's own runs; "?"
+    while some run's time is unknown)."""
     done = sum(o.status in ("SUCCESS", "SKIPPED") for o in scheduler.outcomes.values())
     bad = sum(o.status in ("FAILED", "DIVERGED") for o in scheduler.outcomes.values())
-    scale = estimate_correction(scheduler.outcomes.values())
-    remaining = [scale * (r.est_seconds or 0.0) for r in scheduler.queue] + [
-        max(0.0, scale * (t.run.est_seconds or 0.0) - (time.time() - t.started)) for t in scheduler.running.values()]
-    parallel = max(1, min(scheduler.max_parallel, len(remaining) or 1))
-    eta = sum(remaining) / parallel
+    eta = scheduler.eta.remaining(scheduler)
     return (f"done {done} | running {len(scheduler.running)} | queued {len(scheduler.queue) + len(scheduler.waiting)}"
             f" | failed {bad} | elapsed {_duration(time.time() - scheduler.started_at)} | ETA {_duration(eta)}")
-
-
-def estimate_correction(outcomes) -> float:
-    """Median of (time taken / time estimated) over this sweep's finished runs, 1 before any.
-    The plan's estimates come from a guessed utilisation until the store has measured runs of
-    a family and size (off by several times for the narrowest CPU models); the runs that finished
-    show by how much, so the ETA corrects itself as the sweep goes."""
-    ratios = [o.seconds / o.run.est_seconds for o in outcomes
-              if o.status == "SUCCESS" and o.seconds > 0 and o.run.est_seconds]
-    return statistics.median(ratios) if ratios else 1.0
 
 
 def summary_table(plan: Plan, outcomes) -> Table:

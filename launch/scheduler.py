@@ -21,6 +21,7 @@ import os
 import time
 from typing import Any, Callable
 
+from launch.eta import SweepEstimate
 from launch.plan import Plan, PlannedRun
 from launch.worker import compile_cache_env, malloc_env, run_point, xla_env
 from run_store import is_url, one_line
@@ -101,6 +102,7 @@ class Scheduler:
         self.failures: collections.Counter[str] = collections.Counter()
         self.preemptions: collections.Counter[str] = collections.Counter()
         self.started_at = time.time()
+        self.eta = SweepEstimate(plan.store)
         cpus = max(1, int(self.launcher["cpus_per_run"]))
         cores = available_cores()
         self.free_slots = [cores[i:i + cpus] for i in range(0, len(cores) - cpus + 1, cpus)] if self.local else []

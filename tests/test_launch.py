@@ -322,16 +322,3 @@ def test_time_estimates_prefer_the_runs_own_family_and_size():
     assert plan.estimate_seconds(spec("hawk", "cpu-80k"), rates) == pytest.approx(1e11 / 20e9 + 2.0)  # family
     assert plan.estimate_seconds(spec("griffin", "cpu-80k"), rates) == pytest.approx(1e11 / rates["*"] + 2.0)
 
-
-def test_eta_corrects_the_plans_estimates_by_the_finished_runs():
-    from types import SimpleNamespace
-
-    from launch.display import estimate_correction
-
-    def outcome(status, seconds, estimate):
-        return SimpleNamespace(status=status, seconds=seconds, run=SimpleNamespace(est_seconds=estimate))
-
-    assert estimate_correction([]) == 1.0
-    finished = [outcome("SUCCESS", 500, 100), outcome("SUCCESS", 300, 100), outcome("SUCCESS", 400, 100),
-                outcome("FAILED", 1, 100), outcome("SKIPPED", 0, 100), outcome("SUCCESS", 50, None)]
-    assert estimate_correction(finished) == 4.0  # failures, skips and unestimated runs say nothing

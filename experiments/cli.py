@@ -9,9 +9,9 @@ from experiments.configuration import USER_ERRORS, compose, to_dict
 from run_store.cli import ArgumentParser, command
 
 
-def _guard(main: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str] | None], int]:
-    """A command taking Hydra overrides, with the project's one-line user errors."""
-    return command(main, USER_ERRORS)
+def _guard(main: Callable[[Sequence[str]], int], prog: str) -> Callable[[Sequence[str] | None], int]:
+    """A command of this package, with the project's one-line user errors (`prog: error: ...`)."""
+    return command(main, USER_ERRORS, prog)
 
 
 def overrides_parser(prog: str, description: str, switches: dict[str, str], overrides_help: str
@@ -62,4 +62,4 @@ def _train(argv: Sequence[str]) -> int:
     return 0 if report.status == "SUCCESS" else 1
 
 
-train_main = _guard(_train)
+train_main = _guard(_train, "griffin-train")

@@ -130,7 +130,8 @@ def _hydra_message(err: BaseException) -> str:
         for line in lines[i + 1:]:
             if line.startswith("Config search path"):
                 break
-            options.append(line)
+            if not line.endswith("_schema"):  # the groups' schemas are not options to choose
+                options.append(line)
         head = f"{head}; available: {', '.join(options)}"
     elif "requires --multirun" in head:
         head += " (sweep axes belong to griffin-sweep)"

@@ -106,7 +106,7 @@ def _eval(argv: Sequence[str]) -> int:
     return 0
 
 
-main = _guard(_eval)
+main = _guard(_eval, "griffin-eval")
 
 if __name__ == "__main__":
     sys.exit(main())

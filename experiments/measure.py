@@ -132,7 +132,7 @@ def _module(kind: str):
     return inference
 
 
-main = _guard(_measure)
+main = _guard(_measure, "griffin-measure")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -109,6 +109,8 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         raise ConfigError(f"logger.wandb.mode={cfg['logger']['wandb']['mode']!r} is unknown; known: {list(WANDB_MODES)}")
 
     row = SizeSpec(**size)
+    if model_over.get("local_window") is not None:
+        _positive(model_over, "local_window", "model")
     window = model_over.get("local_window") or row.local_window
     model = ModelConfig(
         family=family["name"], vocab_size=vocab_size(data), width=row.width, depth=row.depth,

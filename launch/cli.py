@@ -58,7 +58,7 @@ def _sweep(argv: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
-sweep_main = _guard(_sweep)
+sweep_main = _guard(_sweep, "griffin-sweep")
 
 if __name__ == "__main__":
     sys.exit(sweep_main())

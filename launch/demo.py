@@ -32,7 +32,7 @@ def _demo(argv: Sequence[str]) -> int:
     return code or figures
 
 
-main = _guard(_demo)
+main = _guard(_demo, "griffin-demo")
 
 if __name__ == "__main__":
     sys.exit(main())

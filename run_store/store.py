@@ -49,6 +49,8 @@ class RunStore:
         self.heartbeat_interval_s = float(heartbeat_interval_s)
         self.lease_timeout_s = float(lease_timeout_s)
         self._backend, self._root_path = resolve(self.root)
+        if self._backend.local and os.path.exists(self._root_path) and not os.path.isdir(self._root_path):
+            raise StoreError(f"{self.root}: the run store root is a file, not a folder")
 
     def __repr__(self) -> str:
         return f"RunStore({self.root!r})"

@@ -96,7 +96,7 @@ def test_sweep_dry_run_of_a_measurement_preset(tmp_path, capsys):
 def test_bad_settings_are_one_line_errors(override, match, capsys):
     assert measure.main([*override, "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and match in err and "\n" not in err
+    assert err.startswith("griffin-measure: error:") and match in err and "\n" not in err
 
 
 def test_dry_run_prints_the_plan(capsys, tmp_path):

@@ -34,6 +34,7 @@ from statistics import median
 
 from experiments.benchmarks import limits, time_interleaved
 from griffin_core import scan as scan_lib
+from run_store.cli import positive_int
 
 DEFAULT_BATCH, DEFAULT_LENGTH, DEFAULT_WIDTH = 8, 2048, 1024
 DEFAULT_UNROLLS = (1, 2, 4, 8, 16, 128)
@@ -230,12 +231,12 @@ def _int_list(text: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="batch B (default %(default)s)")
-    parser.add_argument("--length", type=int, default=DEFAULT_LENGTH, help="sequence length T (default %(default)s)")
-    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="recurrence width D (default %(default)s)")
+    parser.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, help="batch B (default %(default)s)")
+    parser.add_argument("--length", type=positive_int, default=DEFAULT_LENGTH, help="sequence length T (default %(default)s)")
+    parser.add_argument("--width", type=positive_int, default=DEFAULT_WIDTH, help="recurrence width D (default %(default)s)")
     parser.add_argument("--unrolls", type=_int_list, default=list(DEFAULT_UNROLLS),
                         help="lax.scan unroll values for the time-major scan (default 1,2,4,8,16,128)")
-    parser.add_argument("--batch-major-unroll", type=int, default=None,
+    parser.add_argument("--batch-major-unroll", type=positive_int, default=None,
                         help="unroll of the [B,T,D] variant (default: griffin_core.scan's default)")
 
 

@@ -42,6 +42,7 @@ from experiments.benchmarks.train_measure import (
 )
 from experiments.benchmarks.train_report import render
 from griffin_core.sizes import CPU_SIZES
+from run_store.cli import non_negative_int, positive_float, positive_int
 
 
 def _names(allowed: Sequence[str]) -> Callable[[str], list[str]]:
@@ -61,36 +62,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The subcommand's options (experiments/bench.py adds --repeats, --seed, --json, --malloc)."""
     d = DEFAULT_SHAPE
     g = parser.add_argument_group("fixed shape")
-    g.add_argument("--width", type=int, default=d["width"], help="D (default %(default)s)")
-    g.add_argument("--depth", type=int, default=d["depth"], help="residual blocks (default %(default)s)")
-    g.add_argument("--num-heads", "--heads", dest="num_heads", type=int, default=d["num_heads"],
+    g.add_argument("--width", type=positive_int, default=d["width"], help="D (default %(default)s)")
+    g.add_argument("--depth", type=positive_int, default=d["depth"], help="residual blocks (default %(default)s)")
+    g.add_argument("--num-heads", "--heads", dest="num_heads", type=positive_int, default=d["num_heads"],
                    help="query heads (default %(default)s)")
-    g.add_argument("--lru-width", type=int, default=d["lru_width"], help="D_RNN (default %(default)s)")
-    g.add_argument("--num-gate-blocks", "--gate-blocks", dest="num_gate_blocks", type=int,
+    g.add_argument("--lru-width", type=positive_int, default=d["lru_width"], help="D_RNN (default %(default)s)")
+    g.add_argument("--num-gate-blocks", "--gate-blocks", dest="num_gate_blocks", type=positive_int,
                    default=d["num_gate_blocks"], help="RG-LRU gate blocks (default %(default)s)")
-    g.add_argument("--local-window", "--window", dest="local_window", type=int, default=d["local_window"],
+    g.add_argument("--local-window", "--window", dest="local_window", type=positive_int, default=d["local_window"],
                    help="Griffin's local-attention window (default %(default)s)")
-    g.add_argument("--vocab-size", "--vocab", dest="vocab_size", type=int, default=d["vocab_size"],
+    g.add_argument("--vocab-size", "--vocab", dest="vocab_size", type=positive_int, default=d["vocab_size"],
                    help="vocabulary (default %(default)s)")
-    g.add_argument("--length", type=int, default=d["length"], help="sequence length T (default %(default)s)")
-    g.add_argument("--batch", type=int, default=d["batch"], help="sequences per step (default %(default)s)")
+    g.add_argument("--length", type=positive_int, default=d["length"], help="sequence length T (default %(default)s)")
+    g.add_argument("--batch", type=positive_int, default=d["batch"], help="sequences per step (default %(default)s)")
     parser.add_argument("--families", type=_names(FAMILIES), default=list(FAMILIES),
                         help="comma-separated families (default mqa,hawk,griffin)")
-    parser.add_argument("--matmul-n", type=int, default=None,
+    parser.add_argument("--matmul-n", type=positive_int, default=None,
                         help="size of the matmul timed in every round (default: the cached peak's n)")
     lg = parser.add_argument_group("CPU ladder")
     lg.add_argument("--ladder-sizes", type=_names(tuple(CPU_SIZES)), default=list(CPU_SIZES),
                     help="comma-separated griffin_core.sizes.CPU_SIZES rows (default: all)")
     lg.add_argument("--no-ladder", dest="ladder", action="store_false", help="skip the ladder")
-    lg.add_argument("--ladder-length", type=int, default=LADDER_LENGTH, help="T (default %(default)s)")
-    lg.add_argument("--ladder-batch", type=int, default=LADDER_BATCH, help="batch (default %(default)s)")
-    lg.add_argument("--ladder-call-seconds", type=float, default=LADDER_CALL_SECONDS,
+    lg.add_argument("--ladder-length", type=positive_int, default=LADDER_LENGTH, help="T (default %(default)s)")
+    lg.add_argument("--ladder-batch", type=positive_int, default=LADDER_BATCH, help="batch (default %(default)s)")
+    lg.add_argument("--ladder-call-seconds", type=positive_float, default=LADDER_CALL_SECONDS,
                     help="each timed call runs enough steps to last this long (default %(default)s)")
     mg = parser.add_argument_group("malloc comparison (child processes)")
-    mg.add_argument("--malloc-children", type=int, default=1,
+    mg.add_argument("--malloc-children", type=non_negative_int, default=1,
                     help="child runs of the fixed shape per family and malloc setting, 0 to skip "
                          "(default %(default)s)")
-    mg.add_argument("--malloc-repeats", type=int, default=MALLOC_REPEATS,
+    mg.add_argument("--malloc-repeats", type=positive_int, default=MALLOC_REPEATS,
                     help="timed rounds in each child (default %(default)s)")
     parser.add_argument("--compile-cache", default=None, metavar="DIR",
                         help="persistent JAX compilation cache (default: the one JAX is configured with, "
@@ -107,8 +108,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     shape = {k: getattr(args, k) for k in DEFAULT_SHAPE}
     compile_cache = use_compile_cache(args.compile_cache)
     malloc = dict(getattr(args, "malloc_info", {"mode": "default", "applied": False}))
-    if args.malloc_children < 0 or args.malloc_repeats < 1:
-        raise SystemExit("griffin-bench train: --malloc-children must be >= 0 and --malloc-repeats >= 1")
     result = run_train_bench(shape=shape, families=args.families, repeats=args.repeats or DEFAULT_REPEATS,
                              seed=args.seed, ladder=args.ladder_sizes if args.ladder else (),
                              ladder_length=args.ladder_length, ladder_batch=args.ladder_batch,

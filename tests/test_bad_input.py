@@ -1,0 +1,268 @@
+"""Every command answers bad input with one line on stderr naming the key or file, exit code 2,
+and leaves the store as it was. The cases are also docs/bad_input.md's table: with
+GRIFFIN_WRITE_DOCS=1 this module rewrites it from what the commands really print."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import re
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from run_store import RunStore
+
+DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "bad_input.md"
+TINY = ["family=hawk", "size=cpu-30k", "data.seq_len=16", "trainer.batch_size=4", "trainer.budget.rule=steps",
+        "trainer.budget.value=4", "logger.wandb.mode=disabled", "--quiet"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    command: str
+    args: list[str]
+    expect: str
+    """A regex the one stderr line must match."""
+    setup: Callable[[pathlib.Path], None] | None = None
+    """Makes files under the case's folder first (placeholders {dir} in args point there)."""
+    notes: str | None = None
+    """A regex the lines before the error may match (visible warnings, e.g. runs excluded)."""
+
+
+def _write(path: pathlib.Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def _corrupt_run(kind: str) -> Callable[[pathlib.Path], None]:
+    """A RUNNING run of TINY's config in {dir}/store whose `kind` file is damaged."""
+    def setup(folder: pathlib.Path) -> None:
+        from experiments.configuration import compose, to_dict
+        from experiments.runner import resolve
+
+        ref = resolve(to_dict(compose([*TINY[:-1], f"store.root={folder / 'store'}"])))
+        run = folder / "store" / "runs" / ref.run_id
+        _write(run / "config.yaml", "family: {name: hawk}\n" if kind != "config" else "family: [\n")
+        _write(run / "status.json", json.dumps({"state": "RUNNING", "run_id": ref.run_id}) if kind != "status"
+               else '{"state": "RUNN')
+        rows = [json.dumps({"step": s, "loss": 1.0}) for s in (1, 2, 3)]
+        if kind == "metrics":
+            rows[1] = '{"step": 2, "lo'
+        _write(run / "metrics.jsonl", "\n".join(rows) + "\n")
+    return setup
+
+
+def _run_without_checkpoint(folder: pathlib.Path) -> None:
+    RunStore(folder / "store").init_run("hawk-cpu-30k-4st-000000000000", {"family": {"name": "hawk"}})
+
+
+def _synthetic_store(folder: pathlib.Path, status: str = "SUCCESS") -> None:
+    import pandas as pd
+
+    from analysis.synthetic import write_store
+
+    runs = pd.DataFrame([{"family": "hawk", "size": f"s{i}", "N": 1e5 * 2**i, "D": 2e6 * 2**i, "L": 3.0 - 0.1 * i,
+                          "status": status} for i in range(3)])
+    write_store(folder / "store", runs, sweep="ladder")
+
+
+def _table(text: str, name: str = "t.csv") -> Callable[[pathlib.Path], None]:
+    return lambda folder: _write(folder / name, text)
+
+
+TEXT_OK = "N,D,L\n1e5,2e6,3.0\n2e5,4e6,2.9\n4e5,8e6,2.8\n8e5,1.6e7,2.7\n"
+TRAIN = "griffin-train"
+CASES: dict[str, Case] = {
+    # --- overrides and config values (griffin-train composes like every command)
+    "group given a number": Case(TRAIN, ["size=100"], r"size=100: size is a config group.*cpu-30k"),
+    "override without a key": Case(TRAIN, ["=3"], r"override '=3' has no key"),
+    "unknown group option": Case(TRAIN, ["size=cpu-huge"], r"Could not find 'size/cpu-huge'.*available:.*cpu-30k"),
+    "unknown family": Case(TRAIN, ["family=transformer"], r"family/transformer.*available:.*griffin"),
+    "list for a group": Case(TRAIN, ["family=[hawk,nope]"], r"family/nope"),
+    "unknown key": Case(TRAIN, ["optim.lrr=1"], r"Key 'lrr' not in 'OptimConf'"),
+    "unknown key added with +": Case(TRAIN, ["+optim.lrr=1"], r"unknown config key optim\.lrr"),
+    "unknown top-level key": Case(TRAIN, ["+foo=1"], r"unknown config key foo"),
+    "wrong type": Case(TRAIN, ["trainer.seed=abc"], r"'abc'.*Integer.*trainer\.seed"),
+    "unparsable override": Case(TRAIN, ["a..b=1"], r"cannot parse override 'a\.\.b=1'"),
+    "sweep axis given to griffin-train": Case(TRAIN, ["size=glob(cpu-*)"], r"sweep axes belong to griffin-sweep"),
+    "comma list given to griffin-train": Case(TRAIN, ["family=hawk,griffin"], r"sweep axes belong to griffin-sweep"),
+    "deleted required group": Case(TRAIN, ["~size"], r"Missing mandatory value: size"),
+    "unknown dtype": Case(TRAIN, ["model.dtype=float64"], r"model\.dtype='float64' is invalid"),
+    "unknown scan": Case(TRAIN, ["model.scan_impl=fast"], r"model\.scan_impl='fast' is invalid"),
+    "zero window": Case(TRAIN, ["model.local_window=0"], r"local_window"),
+    "unknown lambda init": Case(TRAIN, ["family.lambda_init=zeros"], r"model\.lambda_init='zeros' is invalid"),
+    "heads not dividing width": Case(TRAIN, ["size.num_heads=5"], r"num_heads=5.*divide width=24"),
+    "gate blocks not dividing D_RNN": Case(TRAIN, ["size.num_gate_blocks=3"], r"num_gate_blocks=3.*lru_width=32"),
+    "zero sequence length": Case(TRAIN, ["data.seq_len=0"], r"data\.seq_len=0 must be positive"),
+    "negative learning rate": Case(TRAIN, ["optim.lr=-0.001"], r"optim\.lr=-0\.001 must be positive"),
+    "beta of one": Case(TRAIN, ["optim.beta2=1.0"], r"beta1/beta2.*below 1"),
+    "unknown optimiser": Case(TRAIN, ["optim.name=sgd"], r"optim\.name='sgd' is unknown"),
+    "zero batch": Case(TRAIN, ["trainer.batch_size=0"], r"trainer\.batch_size=0 must be positive"),
+    "microbatches not dividing the batch": Case(TRAIN, ["trainer.microbatches=3"], r"microbatches=3 must divide"),
+    "zero budget": Case(TRAIN, ["trainer.budget.value=0"], r"budget"),
+    "unknown budget rule": Case(TRAIN, ["trainer.budget.rule=vibes"], r"budget.*vibes"),
+    "negative evaluation cadence": Case(TRAIN, ["trainer.eval_every=-1"], r"trainer\.eval_every=-1 must be non-negative"),
+    "unknown W&B mode": Case(TRAIN, ["logger.wandb.mode=cloud"], r"logger\.wandb\.mode='cloud' is unknown"),
+    "unknown malloc setting": Case(TRAIN, ["launcher.malloc=fast"], r"launcher\.malloc='fast' is unknown"),
+    "unknown data source": Case(TRAIN, ["data.source=web"], r"data\.source='web' is unknown"),
+    "bad flag": Case(TRAIN, ["--fast"], r"griffin-train: error: unrecognized arguments: --fast"),
+    "bad --cfg": Case(TRAIN, ["--cfg", "all"], r"argument --cfg: invalid choice: 'all'"),
+    # --- data
+    "text source without a path": Case(TRAIN, ["data=text"], r"data\.path must be given for a 'text' source"),
+    "missing text file": Case(TRAIN, ["data=text", "data.path={dir}/nope.txt"], r"nope\.txt"),
+    "empty text folder": Case(TRAIN, ["data=text", "data.path={dir}/empty"], r"empty",
+                              lambda d: (d / "empty").mkdir()),
+    "binary file as text": Case(TRAIN, ["data=text", "data.path={dir}/b"], r"x\.bin",
+                                lambda d: _write(d / "b" / "x.bin", bytes(range(256)) * 8)),
+    "token file without a vocabulary": Case(TRAIN, ["data=tokens", "data.path={dir}/t.bin"], r"data\.vocab_size must be given"),
+    "token beyond the vocabulary": Case(TRAIN, ["data=tokens", "data.vocab_size=100", "data.path={dir}/t.bin"], r"t\.bin",
+                                        lambda d: _write(d / "t.bin", np.arange(400, dtype=np.uint16).tobytes())),
+    "token file of odd length": Case(TRAIN, ["data=tokens", "data.vocab_size=300", "data.path={dir}/t.bin"], r"t\.bin",
+                                     lambda d: _write(d / "t.bin", b"\x01\x00\x02")),
+    # --- run store files (the store must stay as it was)
+    "corrupt metrics line in a running run": Case(TRAIN, [], r"metrics\.jsonl: corrupt metrics line 2 of 3",
+                                                  _corrupt_run("metrics")),
+    "corrupt status file": Case(TRAIN, [], r"status\.json: corrupt status file", _corrupt_run("status")),
+    "corrupt config file": Case(TRAIN, [], r"config\.yaml: corrupt config file", _corrupt_run("config")),
+    "store root is a file": Case(TRAIN, ["store.root={dir}/file"], r"DIR/file: the run store root is a file",
+                                lambda d: _write(d / "file", "x")),
+    # --- griffin-sweep
+    "unknown experiment": Case("griffin-sweep", ["experiment=nope"], r"experiment/nope.*available:.*scaling_cpu"),
+    "bad grid point": Case("griffin-sweep", ["experiment=smoke_cpu", "size.num_heads=2,5", "--dry-run"],
+                           r"grid point .*size\.num_heads=5.*divide width"),
+    "unknown value on an axis": Case("griffin-sweep", ["experiment=smoke_cpu", "family=hawk,nope", "--dry-run"],
+                                     r"grid point .*family=nope.*family/nope"),
+    "empty glob": Case("griffin-sweep", ["experiment=smoke_cpu", "size=glob(zzz*)", "--dry-run"], r"has no values"),
+    "unknown launcher": Case("griffin-sweep", ["experiment=smoke_cpu", "launcher=moon", "--dry-run"],
+                             r"launcher/moon.*available:.*local"),
+    "bad sweep flag": Case("griffin-sweep", ["--dryrun"], r"griffin-sweep: error: unrecognized arguments: --dryrun"),
+    # --- griffin-figures
+    "missing store": Case("griffin-figures", ["{dir}/nope"], r"nope: not a run store"),
+    "manifest outside sweeps/": Case("griffin-figures", ["{dir}/x.json"], r"must live in <root>/sweeps"),
+    "unknown sweep": Case("griffin-figures", ["{dir}/store", "--sweep", "nope"], r"no such sweep.*ladder",
+                          _synthetic_store),
+    "unknown convention": Case("griffin-figures", ["{dir}/store", "--convention", "7N"], r"invalid choice: '7N'"),
+    "negative bootstrap": Case("griffin-figures", ["{dir}/store", "--bootstrap", "-1"],
+                               r"'-1' is not a non-negative integer"),
+    "level above one": Case("griffin-figures", ["{dir}/store", "--level", "1.5"], r"'1\.5' is not between 0 and 1"),
+    "unknown figure": Case("griffin-figures", ["{dir}/store", "--only", "pie"], r"unknown figure\(s\) \['pie'\]",
+                           _synthetic_store),
+    "no usable runs": Case("griffin-figures", ["{dir}/store"], r"no usable runs \(3 excluded\)",
+                           lambda d: _synthetic_store(d, status="FAILED"), notes=r"analysis: excluding run hawk-.*: FAILED"),
+    "corrupt sweep manifest": Case("griffin-figures", ["{dir}/store/sweeps/s.json"], r"s\.json: corrupt sweep manifest",
+                                   lambda d: _write(d / "store" / "sweeps" / "s.json", "{")),
+    # --- griffin-fit
+    "missing table": Case("griffin-fit", ["{dir}/nope.csv", "--form", "powerlaw"], r"nope\.csv: no such file"),
+    "unknown form": Case("griffin-fit", ["{dir}/t.csv", "--form", "cubic"], r"argument --form: invalid choice: 'cubic'"),
+    "form missing": Case("griffin-fit", ["{dir}/t.csv"], r"the following arguments are required: --form"),
+    "unknown table format": Case("griffin-fit", ["{dir}/t.xlsx", "--form", "powerlaw"], r"unknown table format '\.xlsx'",
+                                 _table(TEXT_OK, "t.xlsx")),
+    "no loss column": Case("griffin-fit", ["{dir}/t.csv", "--form", "powerlaw"], r"needs a column for loss",
+                           _table("N,D\n1,2\n")),
+    "two loss columns": Case("griffin-fit", ["{dir}/t.csv", "--form", "powerlaw"], r"ambiguous loss column",
+                             _table("N,D,L,loss\n1,2,3,3\n")),
+    "empty table": Case("griffin-fit", ["{dir}/t.csv", "--form", "powerlaw"], r"t\.csv", _table("")),
+    "level of zero": Case("griffin-fit", ["{dir}/t.csv", "--form", "powerlaw", "--level", "0"],
+                          r"'0' is not a positive number"),
+    "holdout fraction of one": Case("griffin-fit", ["{dir}/t.csv", "--form", "powerlaw", "--holdout-frac", "1"],
+                                    r"'1' is not between 0 and 1"),
+    # --- griffin-bench
+    "zero batch (scan)": Case("griffin-bench", ["scan", "--batch", "0"], r"argument --batch: '0' is not a positive integer"),
+    "negative length (scan)": Case("griffin-bench", ["scan", "--length", "-1"], r"'-1' is not a positive integer"),
+    "zero repeats": Case("griffin-bench", ["scan", "--repeats", "0"], r"--repeats: '0' is not a positive integer"),
+    "unknown benchmark": Case("griffin-bench", ["warp"], r"invalid choice: 'warp'"),
+    "zero matmul size": Case("griffin-bench", ["limits", "--matmul-n", "0"], r"'0' is not a positive integer"),
+    "negative malloc children": Case("griffin-bench", ["train", "--malloc-children", "-1"],
+                                     r"'-1' is not a non-negative integer"),
+    "unknown sweep kind": Case("griffin-bench", ["sweep", "--sweeps", "grid"], r"--sweeps 'grid': choose from"),
+    # --- griffin-eval
+    "not a run folder": Case("griffin-eval", ["{dir}"], r"not a run folder \(no config\.yaml\)"),
+    "run without a checkpoint": Case("griffin-eval", ["{dir}/store/runs/hawk-cpu-30k-4st-000000000000"],
+                                     r"no checkpoint to evaluate", _run_without_checkpoint),
+    "zero evaluation length": Case("griffin-eval", ["{dir}", "--length", "0"], r"'0' is not a positive integer"),
+    # --- griffin-measure and griffin-demo
+    "not a measurement preset": Case("griffin-measure", ["experiment=smoke_cpu"], r"smoke_cpu is not a measurement preset"),
+    "unknown measurement malloc": Case("griffin-measure", ["experiment=train_speed", "experiment.measure.malloc=x"],
+                                       r"experiment\.measure\.malloc='x'"),
+    "demo of an unknown experiment": Case("griffin-demo", ["--experiment", "nope", "--root", "{dir}/store"],
+                                          r"experiment/nope"),
+}
+
+
+def _main(command: str):
+    from analysis.cli import figures_main, fit_main
+    from experiments.bench import main as bench_main
+    from experiments.cli import train_main
+    from experiments.evaluate import main as eval_main
+    from experiments.measure import main as measure_main
+    from launch.cli import sweep_main
+    from launch.demo import main as demo_main
+
+    return {"griffin-train": train_main, "griffin-sweep": sweep_main, "griffin-figures": figures_main,
+            "griffin-fit": fit_main, "griffin-bench": bench_main, "griffin-eval": eval_main,
+            "griffin-measure": measure_main, "griffin-demo": demo_main}[command]
+
+
+def _snapshot(folder: pathlib.Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"<dir>" for p in sorted(folder.rglob("*"))}
+
+
+def run_case(case: Case, folder: pathlib.Path, capsys) -> tuple[int, str]:
+    if case.setup:
+        case.setup(folder)
+    args = [a.replace("{dir}", str(folder)) for a in case.args]
+    if case.command == TRAIN:
+        args = [*TINY, f"store.root={folder / 'store'}", *args]
+    capsys.readouterr()
+    try:
+        code = _main(case.command)(args)
+    except SystemExit as exit_:  # argparse's errors exit from inside parse_args
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+MESSAGES: dict[str, str] = {}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_one_line_exit_2_and_nothing_written(name, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GRIFFIN_CACHE_DIR", str(tmp_path / ".cache"))
+    case = CASES[name]
+    folder = tmp_path / "case"
+    folder.mkdir()
+    if case.setup:
+        case.setup(folder)
+    before = _snapshot(folder)
+    code, err = run_case(dataclasses.replace(case, setup=None), folder, capsys)
+    lines = [line.replace(str(folder), "DIR") for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert lines and all(case.notes and re.search(case.notes, line) for line in lines[:-1]), err
+    assert re.search(case.expect, lines[-1]), lines[-1]
+    assert _snapshot(folder) == before, "the command changed files"
+    MESSAGES[name] = lines[-1]
+
+
+def _doc() -> str:
+    rows = ["# Bad input: what each command answers", "",
+            "Every row is a case of `tests/test_bad_input.py`, run by the test suite: the command exits with",
+            "code 2, prints the one line shown, and leaves every file as it was. Regenerate this file",
+            "with `GRIFFIN_WRITE_DOCS=1 pytest tests/test_bad_input.py`. `DIR` stands for the case's folder;",
+            f"griffin-train cases also pass `{' '.join(TINY)} store.root=DIR/store`.", "",
+            f"{len(CASES)} cases.", "", "| command | case | arguments | the one line on stderr |", "|---|---|---|---|"]
+    for name, case in CASES.items():
+        args = " ".join(a.replace("{dir}", "DIR") for a in case.args) or "(a store with the damaged file)"
+        message = MESSAGES.get(name, "?").replace("|", "\\|")
+        rows.append(f"| `{case.command}` | {name} | `{args}` | {message} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_doc_lists_every_case_with_its_message():
+    if len(MESSAGES) < len(CASES):
+        pytest.skip("run with the cases above (the whole module) to compare the messages")
+    if os.environ.get("GRIFFIN_WRITE_DOCS"):
+        DOC.write_text(_doc())
+    assert DOC.read_text() == _doc(), "docs/bad_input.md is stale: GRIFFIN_WRITE_DOCS=1 pytest tests/test_bad_input.py"

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.core import (DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, DEFAULT_SEED, Fit, FitError, as_float_array,
-                           bootstrap_counts, percentile_interval, r_squared, residual_sigma)
+                           bootstrap_counts, r_squared, residual_sigma)
 from analysis.powerlaw import weighted_line
 
 BUDGET_REL_TOL = 0.05
@@ -217,18 +217,6 @@ def fit_isoflop(N, C, L, *, D=None, budget=None, n_boot: int = DEFAULT_BOOTSTRAP
                       n_points=int(budgets.loc[used, "n_runs"].sum()), residuals=resid, r2=r_squared(resid, logN[used]),
                       sigma=residual_sigma(resid, 2), health=health, families=(family,),
                       meta={"seed": seed, "residual_dof": int(used.sum()) - 2}, budgets=budgets)
-
-
-def n_opt_interval(fit: IsoFlopFit, C, level: float | None = None) -> pd.DataFrame:
-    """N_opt and D_opt at compute values C with bootstrap intervals."""
-    C = np.atleast_1d(np.asarray(C, dtype=float))
-    level = fit.level if level is None else level
-    out = {"C": C, "N_opt": fit.n_opt(C), "D_opt": fit.d_opt(C)}
-    for name, fn in (("N_opt", lambda th: np.exp(fit.law.log_predict(th, {"C": C}))),
-                     ("D_opt", lambda th: np.exp(fit.law.log_d_opt(th, C)))):
-        lo, hi = percentile_interval(fn(fit.boot), level, axis=0) if len(fit.boot) else (np.nan, np.nan)
-        out[f"{name}_lo"], out[f"{name}_hi"] = lo, hi
-    return pd.DataFrame(out)
 
 
 def parabola_bias(E: float = 1.69, A: float = 406.4, B: float = 410.7, alpha: float = 0.34, beta: float = 0.28,

@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import warnings
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -334,7 +334,3 @@ def corpus_entropies(runs: pd.DataFrame) -> dict[str, float] | None:
     except Exception as e:  # the corpus files may be absent from an installed package
         warnings.warn(f"corpus entropies unavailable: {one_line(e)}", stacklevel=2)
         return None
-
-
-def iter_families(runs: pd.DataFrame) -> Iterable[str]:
-    return list(pd.unique(runs["family"].astype(str)))

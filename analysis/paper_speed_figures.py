@@ -17,7 +17,6 @@ Figures; data artists carry gids:
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 import pandas as pd

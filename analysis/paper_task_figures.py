@@ -19,8 +19,6 @@ fingerprint. Data artists carry gids: 'position:<run_id>', 'copy:<run_id>',
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd

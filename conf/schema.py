@@ -8,7 +8,7 @@ docstring; cross-field rules live in `experiments.validate`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -350,9 +350,3 @@ def register() -> None:
              node=FamilyConf(name="mqa_nope", block_pattern=["attention"], use_rope=False))
     for name, row in ALL_SIZES.items():
         cs.store(group="size", name=name, node=SizeConf(**dataclasses.asdict(row)))
-
-
-def as_dict(cfg: Any) -> dict:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)

@@ -42,7 +42,7 @@ import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
 from run_store import StoreError, one_line, read_json, write_json
-from run_store.wandb_mode import MODES, resolve_mode
+from run_store.wandb_mode import resolve_mode
 
 log = logging.getLogger(__name__)
 

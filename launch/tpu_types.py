@@ -37,11 +37,6 @@ class TpuSlice:
     hosts: int
     spec: TpuGeneration
 
-    @property
-    def head_resource(self) -> str:
-        """The resource Ray puts on host 0 of every slice of this type."""
-        return f"TPU-{self.pod_type}-head"
-
 
 def parse_pod_type(pod_type: str) -> TpuSlice:
     match = re.fullmatch(r"(v4|v5p|v5litepod|v6e)-(\d+)", pod_type or "")

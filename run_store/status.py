@@ -37,10 +37,6 @@ class Status:
     extra: dict = dataclasses.field(default_factory=dict)
     """Any other fields the writer added."""
 
-    @property
-    def is_final(self) -> bool:
-        return self.state in FINAL_STATES
-
     def is_stale(self, timeout_s: float = DEFAULT_LEASE_TIMEOUT_S, now: float | None = None) -> bool:
         """True for a RUNNING run whose owner has not heartbeaten within `timeout_s`."""
         if self.state != "RUNNING":

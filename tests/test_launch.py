@@ -17,7 +17,6 @@ import time
 import faults
 import pytest
 
-from experiments.configuration import UsageError
 from run_store import RunStore, read_metrics
 from launch.cli import sweep_main
 from launch.grid import expand
@@ -56,7 +55,7 @@ def claims(store: RunStore, run_id: str) -> int:
 
 def test_grid_axes_from_preset_and_command_line():
     g = expand(["experiment=smoke_cpu", "size=glob(cpu-3*)", "trainer.seed=range(0,2)"])
-    plain, axes, grid = g.plain, g.axes, g.points
+    axes, grid = g.axes, g.points
     assert axes["family"] == ["mqa", "hawk", "griffin"]  # from the preset
     assert axes["size"] == ["cpu-300k", "cpu-30k"]  # the command line replaces the preset's axis
     assert len(grid) == 3 * 2 * 2 and grid[0][-3:] == ["family=mqa", "size=cpu-300k", "trainer.seed=0"]

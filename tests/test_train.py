@@ -8,7 +8,6 @@ import math
 import os
 import pathlib
 
-import numpy as np
 import pytest
 
 from experiments.cli import train_main

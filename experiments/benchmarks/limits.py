@@ -37,7 +37,7 @@ import numpy as np
 from statistics import median
 
 from experiments.benchmarks import time_interleaved, write_json_atomic
-from run_store.locations import CACHE_ENV, limits_path
+from run_store.locations import limits_path
 
 CACHE_SCHEMA_VERSION = 1
 TRIAD_SCALAR = 2.5

@@ -131,12 +131,6 @@ class HeldoutBatches:
     def __iter__(self):
         return (self.batch(i) for i in range(len(self)))
 
-    @property
-    def scored_tokens(self) -> int:
-        """Targets with loss weight 1 over all batches and processes."""
-        ids = np.arange(self.num_rows)
-        return int(self.stream.rows(ids, self.seq_len)["loss_mask"].sum()) if self.num_rows else 0
-
 
 def long_documents(source, length: int, max_docs: int | None = None,
                    split: str = "heldout") -> dict[str, np.ndarray]:

@@ -77,7 +77,10 @@ class Griffin(nn.Module):
     def _embed(self, tokens: jax.Array) -> jax.Array:
         x = jnp.take(self.embedding, tokens, axis=0).astype(self.compute_dtype)
         if self.config.embed_scale:
-            x = x * jnp.sqrt(jnp.asarray(self.config.width, jnp.float32)).astype(self.compute_dtype)
+            # RecurrentGemma's multiplier: sqrt(D) cast to bfloat16 ("to match training"), in
+            # fp32 runs too, then applied in the compute dtype (50.5, not 50.596, at D = 2560).
+            scale = jnp.sqrt(jnp.asarray(self.config.width, jnp.float32)).astype(jnp.bfloat16)
+            x = x * scale.astype(self.compute_dtype)
         return x
 
     def _logits(self, x: jax.Array) -> jax.Array:

@@ -66,26 +66,18 @@ def block_diagonal_pair(x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Arra
     return y[..., :k].reshape(lead + (n * k,)), y[..., k:].reshape(lead + (n * k,))
 
 
-class BlockDiagonalLinear(nn.Module):
-    """x @ blockdiag(W_1..W_n) + b, with W: [n, C/n, C/n], b: [n, C/n]. The parameters are
-    also read directly (`w`, `b`) by `RGLRU`, which applies its two gates together."""
+class BlockDiagonalGate(nn.Module):
+    """The parameters of one gate x @ blockdiag(W_1..W_n) + b: W [n, C/n, C/n] (`w`), b [n, C/n]
+    (`b`). `RGLRU` reads them and applies its two gates together (`block_diagonal_pair`)."""
 
     width: int
     num_blocks: int
-    dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
 
     def setup(self) -> None:
         n, k = self.num_blocks, self.width // self.num_blocks
         self.w = self.param("w", init.gate_normal(self.width), (n, k, k), self.param_dtype)
         self.b = self.param("b", nn.initializers.zeros_init(), (n, k), self.param_dtype)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """x: [..., C] -> [..., C]."""
-        n, k = self.num_blocks, self.width // self.num_blocks
-        xb = x.reshape(x.shape[:-1] + (n, k)).astype(self.dtype)
-        y = jnp.einsum("...hi,hij->...hj", xb, self.w.astype(self.dtype)) + self.b.astype(self.dtype)
-        return y.reshape(x.shape)
 
 
 class RGLRU(nn.Module):
@@ -102,8 +94,7 @@ class RGLRU(nn.Module):
     def setup(self) -> None:
         self.a_param = self.param("a_param", init.lambda_init(self.lambda_init, self.c),
                                   (self.width,), self.param_dtype)
-        gate = functools.partial(BlockDiagonalLinear, self.width, self.num_blocks,
-                                 dtype=self.dtype, param_dtype=self.param_dtype)
+        gate = functools.partial(BlockDiagonalGate, self.width, self.num_blocks, param_dtype=self.param_dtype)
         self.input_gate = gate(name="input_gate")
         self.a_gate = gate(name="a_gate")
 

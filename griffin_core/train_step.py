@@ -21,11 +21,10 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def token_losses(cfg: ModelConfig, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
-    """Cross-entropy of every target, [B, T] fp32 (unmasked)."""
+    """Cross-entropy of every target, [B, T] fp32 (unmasked): optax's, on the model's fp32
+    (and, if `logit_softcap` is set, soft-capped) logits. Callers apply `loss_mask`."""
     logits = Griffin(cfg).apply({"params": params}, batch["tokens"], batch["segment_pos"])
-    logz = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, batch["targets"][..., None], axis=-1)[..., 0]
-    return logz - target_logit
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["targets"])
 
 
 def mean_loss(cfg: ModelConfig, params: Any, batch: dict[str, jax.Array]) -> jax.Array:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import ml_dtypes
 import numpy as np
 
 
@@ -122,3 +123,16 @@ def rmsnorm(x, scale, eps=1e-6):
 
 def mlp(x, p):
     return dense(gelu_tanh(dense(x, p["up_gelu"])) * dense(x, p["up_linear"]), p["down"])
+
+
+def embed_scale(width):
+    """RecurrentGemma's embedding multiplier: sqrt(width) (fp32), rounded to bfloat16."""
+    return float(ml_dtypes.bfloat16(np.sqrt(np.float32(width))))
+
+
+def cross_entropy(logits, targets):
+    """-log softmax(logits)[target] in float64. logits: [..., V]; targets: [...] int."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    log_probs = z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+    return -np.take_along_axis(log_probs, np.asarray(targets)[..., None], axis=-1)[..., 0]

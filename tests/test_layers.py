@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -142,7 +145,7 @@ def test_whole_model_matches_numpy(family):
         params[k]["temporal"]["rg_lru"]["a_param"] = a
     logits = np.asarray(model.apply({"params": params}, tokens, POS))
     p = np_params(params)
-    x = p["embedding"][tokens] * np.sqrt(c.width)
+    x = p["embedding"][tokens] * ref.embed_scale(c.width)
     for i, kind in enumerate(c.block_types):
         bp = p[f"block_{i}"]
         h = ref.rmsnorm(x, bp["temporal_pre_norm"]["scale"])
@@ -155,3 +158,38 @@ def test_whole_model_matches_numpy(family):
     expected = ref.rmsnorm(x, p["final_norm"]["scale"]) @ p["embedding"].T
     expected = 5.0 * np.tanh(expected / 5.0)
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+EMBED_WIDTHS = [16, 24, 768, 1000, 2048, 2560, 3072, 5120]
+
+
+def _embedded(width, dtype, table):
+    """The model's scaled embeddings of every row of `table` (only the embedding is needed)."""
+    c = ModelConfig(family="hawk", vocab_size=table.shape[0], width=width, depth=1, num_heads=1,
+                    lru_width=4, num_gate_blocks=1, embed_scale=True, dtype=dtype)
+    tokens = np.arange(table.shape[0], dtype=np.int32)[None]
+    out = Griffin(c).apply({"params": {"embedding": table}}, tokens, method=lambda m, t: m._embed(t))
+    return np.asarray(out[0].astype(jnp.float32))
+
+
+@pytest.mark.parametrize("width", EMBED_WIDTHS)
+def test_embed_scale_is_sqrt_width_rounded_to_bfloat16(width):
+    """RecurrentGemma multiplies by sqrt(D) cast to bfloat16, in fp32 runs too; in bf16 runs the
+    product is a bf16 multiply. Checked against ml_dtypes' bfloat16 in NumPy."""
+    scale = ref.embed_scale(width)
+    assert scale == float(ml_dtypes.bfloat16(math.sqrt(width)))  # no double rounding via fp32
+    table = np.random.default_rng(width).normal(size=(5, width)).astype(np.float32)
+    np.testing.assert_array_equal(_embedded(width, "float32", table), table * np.float32(scale))
+    bf16 = ml_dtypes.bfloat16
+    expected_bf16 = (table.astype(bf16) * np.asarray(scale, bf16)).astype(np.float32)
+    np.testing.assert_array_equal(_embedded(width, "bfloat16", table), expected_bf16)
+
+
+def test_embed_scale_at_2560_is_0_19_percent_below_sqrt_d():
+    """The issue's numbers: at D = 2560 the multiplier is 50.5, 0.19% below sqrt(D) = 50.596."""
+    assert ref.embed_scale(2560) == 50.5
+    rel = (math.sqrt(2560) - 50.5) / math.sqrt(2560)
+    assert round(100 * rel, 2) == 0.19
+    table = np.random.default_rng(0).normal(size=(3, 2560)).astype(np.float32)
+    got = _embedded(2560, "float32", table)
+    np.testing.assert_allclose(got / (table * np.float32(math.sqrt(2560))), 1 - rel, rtol=1e-6)

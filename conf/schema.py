@@ -1,76 +1,75 @@
 """Structured-config schemas: one dataclass per config group, registered in Hydra's ConfigStore.
 
-Sizes and families are registered from griffin_core's tables (one source of truth); YAML files
-under conf/ add presets (data, optim, trainer, logger, launcher, experiment). Every field has a
-docstring; cross-field rules live in `experiments.validate`.
+Sizes and families are registered from griffin_core's tables, and the family, size, model and
+optimiser schemas are derived from griffin_core's dataclasses (`derived`), where their fields
+are documented: one source of truth. YAML files under conf/ add presets (data, optim, trainer,
+logger, launcher, experiment). The other groups' fields are documented here; cross-field rules
+live in `experiments.spec.validate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+import types
+import typing
+from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from griffin_core.config import FAMILY_PATTERNS
-from griffin_core.sizes import ALL_SIZES
+from griffin_core.config import FAMILY_FIELDS, FAMILY_PATTERNS, NUMERICS_FIELDS, ModelConfig
+from griffin_core.optim_config import OptimSettings
+from griffin_core.sizes import ALL_SIZES, SizeSpec
 
 
-@dataclasses.dataclass
-class FamilyConf:
-    name: str = MISSING
-    """'mqa', 'hawk', 'griffin' or a new name for a custom pattern."""
-    block_pattern: list[str] = MISSING
-    """Temporal blocks, repeated over depth: recurrent | attention | local_attention."""
-    use_rope: bool = True
-    """False: attention without positional information (the NoPE baseline)."""
-    rope_fraction: float = 0.5
-    """Fraction of each head's dims rotated by RoPE."""
-    embed_scale: bool = False
-    """Multiply embeddings by sqrt(D) rounded to bfloat16 (RecurrentGemma); off in the paper."""
-    logit_softcap: float = 0.0
-    """c * tanh(logits / c) when > 0 (RecurrentGemma: 30); off in the paper."""
-    lambda_init: str = "ring"
-    """RG-LRU decay init: 'ring' (reference code) or 'uniform_ac' (paper text)."""
+def derived(name: str, source: type, fields: Sequence[str], doc: str,
+            extra: Sequence[tuple[str, Any, Any]] = (), required: Sequence[str] = ()) -> type:
+    """A schema dataclass whose `fields` take their types and defaults from the griffin_core
+    dataclass `source`, where they are documented: one source of truth, this one derived.
+    Tuples become lists (Hydra's), fields without a default (or named in `required`) become
+    MISSING; `extra` adds (name, type, default) fields of the schema's own."""
+    hints = typing.get_type_hints(source)
+    defaults = {f.name: f for f in dataclasses.fields(source)}
+    spec = []
+    for field in (*fields, *required):
+        if field in (s[0] for s in spec):
+            continue
+        kind, default = _hydra_type(hints[field]), defaults[field].default
+        if field in required or default is dataclasses.MISSING:
+            spec.append((field, kind, dataclasses.field(default=MISSING)))
+        elif isinstance(default, (tuple, list)):
+            spec.append((field, kind, dataclasses.field(default_factory=lambda d=default: list(d))))
+        else:
+            spec.append((field, kind, dataclasses.field(default=default)))
+    own = [(n, t, dataclasses.field(default=d)) for n, t, d in extra]
+    schema = dataclasses.make_dataclass(name, [*own, *spec],
+                                        namespace={"__doc__": f"{doc} Fields: {source.__module__}.{source.__name__}."})
+    schema.__module__ = __name__
+    return schema
 
 
-@dataclasses.dataclass
-class SizeConf:
-    name: str = MISSING
-    """Row label (Hawk's parameter count)."""
-    width: int = MISSING
-    """D."""
-    lru_width: int = MISSING
-    """D_RNN."""
-    depth: int = MISSING
-    """Residual blocks."""
-    num_heads: int = MISSING
-    """Query heads; head_dim = width / num_heads."""
-    num_gate_blocks: int = 16
-    """Blocks of the RG-LRU gates."""
-    local_window: int = 1024
-    """Griffin's local-attention window."""
-    paper_tokens: int = 0
-    """Training tokens the paper used for this row (0: none given)."""
+def _hydra_type(kind: Any) -> Any:
+    """The annotation Hydra's structured configs accept for a griffin_core field type."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (types.UnionType, typing.Union) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return Optional[_hydra_type(inner)]
+    if origin in (tuple, list):
+        return list[args[0]]
+    return kind
 
 
-@dataclasses.dataclass
-class ModelConf:
-    """Numerics and per-run overrides of the network built from family + size."""
-
-    dtype: str = "float32"
-    """Compute dtype: float32 | bfloat16 (parameters and the scan stay fp32)."""
-    scan_impl: str = "auto"
-    """RG-LRU scan: auto | sequential | associative."""
-    scan_unroll: int = 0
-    """Sequential scan unroll; 0 = tuned per device."""
-    attention_block_size: int = 0
-    """Local attention query block; 0 = the window."""
-    local_window: Optional[int] = None
-    """Override the size row's window (e.g. 128 for length-256 CPU studies)."""
-    remat: bool = False
-    """Recompute each block's activations in the backward pass (memory for compute)."""
+FamilyConf = derived("FamilyConf", ModelConfig, FAMILY_FIELDS, "A family: its temporal block pattern and options.",
+                     extra=[("name", str, MISSING)], required=("block_pattern",))
+SizeConf = derived("SizeConf", SizeSpec, [f.name for f in dataclasses.fields(SizeSpec)],
+                   "A size row, shared by the families.")
+ModelConf = derived("ModelConf", ModelConfig, NUMERICS_FIELDS,
+                    "Numerics of the network built from family + size, and a window override.",
+                    extra=[("local_window", Optional[int], None)])
+"""`local_window` (None: the size row's) overrides the row's Griffin window, e.g. 128 for
+length-256 CPU studies."""
+OptimConf = derived("OptimConf", OptimSettings, [f.name for f in dataclasses.fields(OptimSettings)],
+                    "The optimiser.")
 
 
 @dataclasses.dataclass
@@ -101,38 +100,6 @@ class DataConf:
     """Selective copying: data tokens to copy."""
     task_eval_lengths: list[int] = dataclasses.field(default_factory=list)
     """Induction heads: evaluation lengths beyond the training length."""
-
-
-@dataclasses.dataclass
-class OptimConf:
-    name: str = "adamw"
-    """Only AdamW (optax) is provided."""
-    lr: Optional[float] = None
-    """Peak learning rate; None = the per-size rule lr_ref * (width_ref / D) ** lr_exponent."""
-    lr_ref: float = 1.2e-3
-    """Per-size rule: the learning rate at width_ref."""
-    width_ref: int = 768
-    """Per-size rule: the reference width."""
-    lr_exponent: float = 0.5
-    """Per-size rule: lr scales as width ** -lr_exponent."""
-    lr_multiplier: float = 1.0
-    """Multiplies the peak learning rate (given or from the rule): learning-rate sweeps."""
-    beta1: float = 0.9
-    """AdamW beta1."""
-    beta2: float = 0.95
-    """AdamW beta2."""
-    eps: float = 1e-8
-    """AdamW epsilon."""
-    weight_decay: float = 0.1
-    """Decoupled weight decay (not applied to biases, norm scales or Lambda)."""
-    warmup_fraction: float = 0.02
-    """Linear warmup over this fraction of the steps (at least warmup_min_steps)."""
-    warmup_min_steps: int = 10
-    """Lower bound of the warmup."""
-    min_lr_ratio: float = 0.1
-    """Cosine decay to this fraction of the peak at the run's last step."""
-    clip_norm: float = 1.0
-    """Global gradient-norm clipping (0 = off)."""
 
 
 @dataclasses.dataclass

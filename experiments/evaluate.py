@@ -62,7 +62,8 @@ def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]
         raise UsageError(f"{run_dir}: no complete checkpoint to evaluate")
     abstract = jax.eval_shape(lambda: init_params(spec.model, jax.random.PRNGKey(0)))
     target = jax.tree_util.tree_map(lambda x: jax.numpy.zeros(x.shape, x.dtype), abstract)
-    from griffin_core.optim import OptimSpec, make_optimizer
+    from griffin_core.optim import make_optimizer
+    from griffin_core.optim_config import OptimSpec
     from griffin_core.train_step import init_state
 
     optimizer = make_optimizer(OptimSpec(total_steps=spec.schedule.steps, **spec.optim))

@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 from griffin_core import counting
 from griffin_core.budget import BudgetSpec, Schedule, make_schedule
-from griffin_core.config import ConfigError, ModelConfig
+from griffin_core.config import FAMILY_FIELDS, NUMERICS_FIELDS, ConfigError, ModelConfig
+from griffin_core.optim_config import ADAMW_FIELDS
 from griffin_core.sizes import SizeSpec
 
 TEXT_SOURCES = ("embedded", "text", "tokens", "hf")
@@ -114,12 +115,9 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
     window = model_over.get("local_window") or row.local_window
     model = ModelConfig(
         family=family["name"], vocab_size=vocab_size(data), width=row.width, depth=row.depth,
-        num_heads=row.num_heads, lru_width=row.lru_width, num_gate_blocks=row.num_gate_blocks,
-        local_window=window, block_pattern=tuple(family["block_pattern"]), use_rope=family["use_rope"],
-        rope_fraction=family["rope_fraction"], embed_scale=family["embed_scale"],
-        logit_softcap=family["logit_softcap"], lambda_init=family["lambda_init"], dtype=model_over["dtype"],
-        scan_impl=model_over["scan_impl"], scan_unroll=model_over["scan_unroll"],
-        attention_block_size=model_over["attention_block_size"], remat=model_over["remat"])
+        num_heads=row.num_heads, lru_width=row.lru_width, num_gate_blocks=row.num_gate_blocks, local_window=window,
+        **{k: tuple(family[k]) if k == "block_pattern" else family[k] for k in FAMILY_FIELDS},
+        **{k: model_over[k] for k in NUMERICS_FIELDS})
     b = trainer["budget"]
     budget = BudgetSpec(rule=b["rule"], value=float(b["value"]), flop_convention=b["flop_convention"], label=b["label"])
     schedule = make_schedule(
@@ -130,7 +128,7 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         warmup_fraction=optim["warmup_fraction"], warmup_min_steps=optim["warmup_min_steps"])
     if schedule.batch_size % trainer["microbatches"]:
         raise ConfigError(f"trainer.microbatches={trainer['microbatches']} must divide the batch size {schedule.batch_size}")
-    resolved_optim = {k: optim[k] for k in ("beta1", "beta2", "eps", "weight_decay", "min_lr_ratio", "clip_norm")}
+    resolved_optim = {k: optim[k] for k in ADAMW_FIELDS}
     resolved_optim |= {"lr": schedule.lr, "warmup_steps": schedule.warmup_steps}
     return RunSpec(family=family["name"], size=row.name, model=model, row=row, data=dict(data),
                    optim=resolved_optim, budget=budget, schedule=schedule, seed=int(trainer["seed"]),

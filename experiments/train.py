@@ -23,7 +23,8 @@ from experiments.spec import RunSpec
 from griffin_core import counting
 from griffin_core.checkpoint import Checkpointer
 from griffin_core.model import init_params
-from griffin_core.optim import OptimSpec, learning_rate_schedule, make_optimizer
+from griffin_core.optim import learning_rate_schedule, make_optimizer
+from griffin_core.optim_config import OptimSpec
 from griffin_core.sharding import global_batch, make_mesh, param_shardings, replicated
 from griffin_core.train_step import eval_step, init_state, predictions, train_step
 

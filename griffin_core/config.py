@@ -34,6 +34,11 @@ FAMILY_PATTERNS: dict[str, tuple[str, ...]] = {
     "griffin": ("recurrent", "recurrent", "local_attention"),
 }
 
+FAMILY_FIELDS = ("block_pattern", "use_rope", "rope_fraction", "embed_scale", "logit_softcap", "lambda_init")
+"""What a family preset sets (Hydra group `family`); a size row sets the widths."""
+NUMERICS_FIELDS = ("dtype", "scan_impl", "scan_unroll", "attention_block_size", "remat")
+"""How a network computes rather than what it is (Hydra node `model`)."""
+
 SCAN_IMPLS = ("auto", "sequential", "associative")
 LAMBDA_INITS = ("ring", "uniform_ac")
 DTYPES = ("float32", "bfloat16")
@@ -197,5 +202,6 @@ def ceil_div(a: int, b: int) -> int:
 
 
 __all__ = [
-    "BLOCK_TYPES", "BlockType", "ConfigError", "FAMILY_PATTERNS", "ModelConfig", "ceil_div",
+    "BLOCK_TYPES", "BlockType", "ConfigError", "FAMILY_FIELDS", "FAMILY_PATTERNS", "ModelConfig", "NUMERICS_FIELDS",
+    "ceil_div",
 ]

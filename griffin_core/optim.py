@@ -4,26 +4,14 @@ Conv1D and gate weights), not to biases, norm scales or the RG-LRU's Lambda."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
 import optax
 
+from griffin_core.optim_config import OptimSpec
+
 _DECAYED = ("kernel", "embedding", "w")
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimSpec:
-    lr: float
-    total_steps: int
-    warmup_steps: int
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    min_lr_ratio: float = 0.1
-    clip_norm: float = 1.0
 
 
 def learning_rate_schedule(spec: OptimSpec) -> optax.Schedule:

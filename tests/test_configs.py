@@ -63,3 +63,34 @@ def test_bad_overrides_are_one_line(override, match):
     with pytest.raises(UsageError, match=match) as info:
         compose(override)
     assert "\n" not in str(info.value)
+
+
+def test_model_size_and_optimiser_fields_are_griffin_cores():
+    """The Hydra schemas of family, size, model and optim are derived from griffin_core's
+    dataclasses: the composed defaults are the dataclasses' defaults, field for field."""
+    import dataclasses
+
+    import conf.schema as schema
+    from experiments.configuration import compose, to_dict
+    from griffin_core.config import FAMILY_FIELDS, NUMERICS_FIELDS, ModelConfig
+    from griffin_core.optim_config import OptimSettings, OptimSpec
+    from griffin_core.sizes import SizeSpec
+
+    cfg = to_dict(compose(["family=hawk", "size=cpu-30k"]))
+    assert cfg["optim"] == dataclasses.asdict(OptimSettings())
+    reference = ModelConfig(family="hawk", vocab_size=256, width=16, depth=1, num_heads=1, lru_width=16)
+    for field in FAMILY_FIELDS + NUMERICS_FIELDS:
+        if field != "block_pattern":
+            assert cfg["family" if field in FAMILY_FIELDS else "model"][field] == getattr(reference, field), field
+    assert {f.name for f in dataclasses.fields(schema.SizeConf)} == {f.name for f in dataclasses.fields(SizeSpec)}
+    assert OptimSpec(lr=1.0, total_steps=1, warmup_steps=0).beta2 == OptimSettings().beta2
+    # Derived, not copied: a new default in griffin_core is the schema's at once.
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        beta1: float = 0.5
+        pattern: tuple[str, ...] = ("a", "b")
+        lr: float | None = None
+
+    derived = schema.derived("S", Settings, ["beta1", "pattern", "lr"], "test")
+    made = derived()
+    assert (made.beta1, made.pattern, made.lr) == (0.5, ["a", "b"], None)

@@ -103,7 +103,8 @@ def _case_program(case: dict[str, Any]):
     import jax
 
     from griffin_core.model import Griffin, init_params
-    from griffin_core.optim import OptimSpec, learning_rate_schedule, make_optimizer
+    from griffin_core.optim import learning_rate_schedule, make_optimizer
+    from griffin_core.optim_config import OptimSpec
     from griffin_core.train_step import init_state, train_step
 
     cfg = _model_config(case)

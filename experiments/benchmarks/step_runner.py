@@ -21,7 +21,8 @@ import jax.numpy as jnp
 from griffin_core import counting
 from griffin_core.config import ModelConfig
 from griffin_core.model import init_params
-from griffin_core.optim import OptimSpec, learning_rate_schedule, make_optimizer
+from griffin_core.optim import learning_rate_schedule, make_optimizer
+from griffin_core.optim_config import OptimSpec
 from griffin_core.train_step import init_state, train_step
 
 

@@ -44,10 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warm-runs", type=positive_int, default=None,
                         help="runs of the seeds sweep's cache-filling pass (default: one per core, so every "
                              "worker slot ran once); the learning-rate sweep's pass runs every rate once")
-    parser.add_argument("--sweeps", default=",".join(KINDS), help=f"which sweeps, comma-separated: {', '.join(KINDS)}")
+    parser.add_argument("--sweeps", type=_kinds, default=list(KINDS),
+                        help=f"which sweeps, comma-separated: {', '.join(KINDS)}")
     parser.add_argument("--root", default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="extra Hydra override for every run (repeatable), e.g. data.seq_len=64")
+
+
+def _kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(KINDS)}")
+    return kinds
 
 
 def _axes(kind: str, runs: int, warm: bool, warm_runs: int) -> list[str]:
@@ -129,13 +137,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
     from experiments.benchmarks.limits import machine_info
-    from experiments.configuration import UsageError
     from launch.scheduler import available_cores, start_ray
 
-    kinds = [k.strip() for k in args.sweeps.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown or not kinds:
-        raise UsageError(f"--sweeps {args.sweeps!r}: choose from {', '.join(KINDS)}")
+    kinds = args.sweeps
     scratch = args.root or tempfile.mkdtemp(prefix="griffin-sweep-bench-")
     cores = len(available_cores())
     own_ray = start_ray({"ray_address": None})  # or the Ray this process is already connected to

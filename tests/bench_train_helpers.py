@@ -17,7 +17,7 @@ TINY = ["--width", "32", "--depth", "3", "--heads", "2", "--lru-width", "32", "-
 @pytest.fixture
 def small_peak(monkeypatch, tmp_path):
     """A private limits cache whose matmul peak is measured quickly, at n = 256."""
-    monkeypatch.setenv(limits.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("GRIFFIN_CACHE_DIR", str(tmp_path / "cache"))
     real = limits.measure_matmul_peak
     monkeypatch.setattr(limits, "measure_matmul_peak", lambda n, repeats, dtype: real(256, 3, dtype))
 

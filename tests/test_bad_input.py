@@ -178,7 +178,7 @@ CASES: dict[str, Case] = {
     "zero matmul size": Case("griffin-bench", ["limits", "--matmul-n", "0"], r"'0' is not a positive integer"),
     "negative malloc children": Case("griffin-bench", ["train", "--malloc-children", "-1"],
                                      r"'-1' is not a non-negative integer"),
-    "unknown sweep kind": Case("griffin-bench", ["sweep", "--sweeps", "grid"], r"--sweeps 'grid': choose from"),
+    "unknown sweep kind": Case("griffin-bench", ["sweep", "--sweeps", "grid"], r"argument --sweeps: 'grid': choose from"),
     # --- griffin-eval
     "not a run folder": Case("griffin-eval", ["{dir}"], r"not a run folder \(no config\.yaml\)"),
     "run without a checkpoint": Case("griffin-eval", ["{dir}/store/runs/hawk-cpu-30k-4st-000000000000"],

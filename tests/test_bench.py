@@ -83,7 +83,7 @@ def test_scan_bench_checks_outputs_itself():
 @pytest.fixture
 def counted_measure(monkeypatch, tmp_path):
     """A private cache folder and a tiny, counted matmul measurement."""
-    monkeypatch.setenv(limits.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("GRIFFIN_CACHE_DIR", str(tmp_path / "cache"))
     calls = []
     real = limits.measure_matmul_peak
 

@@ -41,5 +41,5 @@ def test_default_is_the_configured_folder_else_beside_the_limits_cache(restore_j
     jax.config.update("jax_compilation_cache_dir", str(tmp_path / "configured"))
     assert use_compile_cache(None) == str(tmp_path / "configured")
     jax.config.update("jax_compilation_cache_dir", None)
-    monkeypatch.setenv(limits.CACHE_ENV, str(tmp_path / "limits"))
+    monkeypatch.setenv("GRIFFIN_CACHE_DIR", str(tmp_path / "limits"))
     assert use_compile_cache(None) == str(tmp_path / "limits" / "jax-compile")

@@ -3,6 +3,7 @@ loading without the corpus packages installed, split by file, fingerprint, size.
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,9 @@ from griffin_core.data import corpus, corpus_build
 from griffin_core.data.errors import DataError
 from griffin_core.data.sources import CorpusSource
 from griffin_core.data.splits import heldout_keys
+
+LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+"""The checkout's lock file (an installed package has none beside it)."""
 
 # The corpus fingerprint every existing run id was made with: it must never change by accident.
 FINGERPRINT = "e62b14311569fde53946e7122d2905039d8ea7d8131091a759f20c7b8b41e94d"
@@ -84,7 +88,7 @@ def test_archive_repacks_to_the_same_tar(manifest, members):
 def test_corpus_is_large_and_pinned_to_the_lock(manifest):
     total = sum(size for _, size, _ in corpus.manifest_entries(manifest))
     assert total >= 20_000_000
-    pins = corpus_build.read_lock()
+    pins = corpus_build.read_lock(LOCK)
     assert [p["name"] for p in manifest["packages"]] == list(corpus.DEFAULT_PACKAGES)
     for pkg in manifest["packages"]:
         assert pkg["version"] == pins[corpus_build.normalize(pkg["name"])]
@@ -197,7 +201,10 @@ def test_loads_without_the_corpus_packages_installed(tmp_path):
     (fake / "RECORD").write_text("pydantic/__init__.py,,\n")
     (site / "pydantic").mkdir()
     (site / "pydantic" / "__init__.py").write_text("raise ImportError('not the pinned pydantic')\n")
-    root = Path(corpus.__file__).resolve().parents[2]
+    # The package alone, copied out of wherever it is installed (site-packages holds the rest).
+    root = tmp_path / "src"
+    shutil.copytree(Path(corpus.__file__).resolve().parents[1], root / "griffin_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     code = f"""
 import hashlib, importlib.metadata as md, importlib.util, json, sys
 sys.path[:0] = [{str(site)!r}, {str(root)!r}]
@@ -227,7 +234,7 @@ def test_installed_build_reproduces_the_archive(manifest):
     """The offline builder (`--from installed`) gives the shipped files and tar, when the lock's
     versions are what is installed (skipped otherwise: that is exactly what no longer matters)."""
     try:
-        dists = corpus_build.collect(source="installed")
+        dists = corpus_build.collect(source="installed", lock=LOCK)
     except DataError as e:
         pytest.skip(f"installed packages differ from the lock: {e}")
     tar = corpus_build.pack_tar(dists)

@@ -11,7 +11,7 @@ import enum
 import json
 import os
 from pathlib import PurePath
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from run_store.backends import resolve
 from run_store.errors import StoreError, one_line
@@ -41,8 +41,10 @@ def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
 
 
-def read_json_at(backend: Any, path: str, what: str) -> dict | None:
-    """The JSON object in `path`, None if the file does not exist, StoreError if corrupt."""
+def read_mapping_at(backend: Any, path: str, what: str, loads: Callable[[str], Any] = json.loads,
+                    errors: tuple[type[Exception], ...] = (json.JSONDecodeError,)) -> dict | None:
+    """The mapping `loads` parses from the file at `path` (JSON by default; config.yaml passes
+    YAML's), None if the file does not exist, StoreError naming the file if it is corrupt."""
     try:
         raw = backend.read(path)
     except FileNotFoundError:
@@ -50,12 +52,17 @@ def read_json_at(backend: Any, path: str, what: str) -> dict | None:
     except IsADirectoryError:
         raise StoreError(f"{path}: corrupt {what} (a folder, not a file)") from None
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        value = loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, *errors) as e:
         raise StoreError(f"{path}: corrupt {what} ({one_line(e)})") from None
     if not isinstance(value, dict):
-        raise StoreError(f"{path}: corrupt {what} (a JSON object was expected, got {type(value).__name__})")
+        raise StoreError(f"{path}: corrupt {what} (a mapping was expected, got {type(value).__name__})")
     return value
+
+
+def read_json_at(backend: Any, path: str, what: str) -> dict | None:
+    """The JSON object in `path`, None if the file does not exist, StoreError if corrupt."""
+    return read_mapping_at(backend, path, what)
 
 
 def read_json(location: str | os.PathLike, what: str = "JSON file") -> dict | None:

@@ -29,9 +29,9 @@ from run_store import acquire as acquire_lease
 from run_store import metrics as metrics_file
 from run_store import sweeps
 from run_store.backends import resolve
-from run_store.errors import StoreError, one_line
+from run_store.errors import StoreError
 from run_store.ids import LABEL_RE, check_run_id
-from run_store.jsonfiles import dumps, plain, read_json_at
+from run_store.jsonfiles import dumps, plain, read_json_at, read_mapping_at
 from run_store.lease import Lease, read_lease
 from run_store.locations import (CKPT_DIR, CONFIG_FILE, LEASE_FILE, MEASUREMENTS_DIR, METRICS_FILE, RESULT_FILE,
                                  RUNS_DIR, STATUS_FILE, SWEEPS_DIR, join)
@@ -106,18 +106,8 @@ class RunStore:
         return self._backend.create_exclusive(self._run_path(run_id, CONFIG_FILE), data)
 
     def read_config(self, run_id: str) -> dict | None:
-        path = self._run_path(run_id, CONFIG_FILE)
-        try:
-            raw = self._backend.read(path)
-        except FileNotFoundError:
-            return None
-        try:
-            value = yaml.safe_load(raw.decode("utf-8"))
-        except (UnicodeDecodeError, yaml.YAMLError) as e:
-            raise StoreError(f"{path}: corrupt config file ({one_line(e)})") from None
-        if not isinstance(value, dict):
-            raise StoreError(f"{path}: corrupt config file (a mapping was expected)")
-        return value
+        return read_mapping_at(self._backend, self._run_path(run_id, CONFIG_FILE), "config file",
+                               yaml.safe_load, (yaml.YAMLError,))
 
     def init_run(self, run_id: str, config: Mapping[str, Any]) -> None:
         """Register a run: its folder, config.yaml and a PENDING status, where absent."""

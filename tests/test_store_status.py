@@ -56,5 +56,5 @@ def test_known_fields_of_the_wrong_type_are_corrupt(tmp_path):
     with pytest.raises(StoreError, match="step=1.5 is not int"):
         store.status(run_id)
     (run_dir / "status.json").write_text('[]')
-    with pytest.raises(StoreError, match="a JSON object was expected"):
+    with pytest.raises(StoreError, match="a mapping was expected, got list"):
         store.status(run_id)

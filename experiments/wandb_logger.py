@@ -6,10 +6,10 @@ rerun or a resumed run continues the same W&B run. Each step reaches W&B once: t
 skips every row whose step is <= the last step W&B already has, known from
 
 * the sidecar `wandb_state.json` (in the run folder: pass `dir` or `state_path`), written
-  after each successful batch, which also covers offline runs: an offline resume writes a
-  new offline-run-* folder, and without this every earlier step would be logged again in
-  it (if a process dies between a batch and its sidecar write, an offline resume may repeat
-  that one batch);
+  at most once a second after a successful batch and at the end, which also covers offline
+  runs: an offline resume writes a new offline-run-* folder, and without this every earlier
+  step would be logged again in it (if a process dies between two sidecar writes, an offline
+  resume may repeat up to a second of steps);
 * the resumed run's `starting_step` (online: the server's last step + 1).
 
 In a multi-host run only one process logs: give the others mode='disabled'.
@@ -47,6 +47,10 @@ from run_store.wandb_mode import resolve_mode
 log = logging.getLogger(__name__)
 
 STATE_FILE = "wandb_state.json"
+STATE_EVERY_S = 1.0
+"""The sidecar is rewritten at most this often (and at the end): a write per step cost more
+than the W&B call itself. A process killed in between may log up to this much again to an
+offline resume's folder."""
 _MAX_TAG_LEN = 64  # W&B refuses longer tags
 # The bound on wandb.init (wandb's default is 90 s; ours was 60 s). 'auto' goes online only
 # after the host answered an HTTP request within 2 s, so init then waits only on W&B's own API
@@ -99,6 +103,7 @@ class WandbLogger:
         self.last_step: int | None = None
         self.error: str | None = None
         self._finished = False
+        self._state_written = 0.0  # when the sidecar was last written (time.monotonic)
         if self.mode == "disabled":
             return
         self.last_step = self._read_state()
@@ -137,12 +142,15 @@ class WandbLogger:
         return step if isinstance(step, int) and not isinstance(step, bool) else None
 
     def _write_state(self) -> None:
+        self._state_written = time.monotonic()
         if self.state_path is None or self.last_step is None:
             return
         try:
+            # Rewritten every step: atomic, not fsynced (an fsync per step cost more than the
+            # W&B call itself; after a power cut an offline resume may log a step again).
             write_json(self.state_path, {"run_id": self.run_id, "project": self.project,
                                          "last_step": self.last_step, "mode": self.mode,
-                                         "updated": time.time()})
+                                         "updated": time.time()}, durable=False)
         except OSError as e:  # the sidecar is an optimisation; never fail the run for it
             log.warning("could not write %s: %s", self.state_path, e)
 
@@ -231,7 +239,7 @@ class WandbLogger:
                 logged += 1
         except Exception as e:
             self._disable("wandb.log", e)
-        if logged:
+        if logged and time.monotonic() - self._state_written >= STATE_EVERY_S:
             self._write_state()
         return logged
 
@@ -242,6 +250,7 @@ class WandbLogger:
             return
         if exit_code is None:
             exit_code = 0 if (summary or {}).get("status", "SUCCESS") == "SUCCESS" else 1
+        self._write_state()
         try:
             if summary:
                 self.run.summary.update(dict(summary))

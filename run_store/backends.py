@@ -73,7 +73,7 @@ class LocalBackend:
             finally:
                 os.close(fd)
 
-    def _write_temp(self, path: str, data: bytes) -> str:
+    def _write_temp(self, path: str, data: bytes, durable: bool = True) -> str:
         folder = os.path.dirname(path) or "."
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
@@ -82,22 +82,27 @@ class LocalBackend:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                if durable:
+                    os.fsync(f.fileno())
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
         return tmp
 
-    def write_atomic(self, path: str, data: bytes) -> None:
-        tmp = self._write_temp(path, data)
+    def write_atomic(self, path: str, data: bytes, durable: bool = True) -> None:
+        """Replace `path` with `data` all at once. durable=False skips the fsyncs (a reader
+        still sees the old or the new file; after a power cut the old one may come back): for
+        files rewritten every step, whose loss costs a repeat, not a result."""
+        tmp = self._write_temp(path, data, durable)
         try:
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self._fsync_dir(os.path.dirname(path) or ".")
+        if durable:
+            self._fsync_dir(os.path.dirname(path) or ".")
 
     def create_exclusive(self, path: str, data: bytes) -> bool:
         """Create `path` holding `data` if it does not exist; False if it does. Readers never
@@ -203,7 +208,7 @@ class FsspecBackend:
     def _parent(self, path: str) -> None:
         self.makedirs(posixpath.dirname(path))
 
-    def write_atomic(self, path: str, data: bytes) -> None:
+    def write_atomic(self, path: str, data: bytes, durable: bool = True) -> None:
         self._parent(path)
         self.fs.pipe_file(path, data)
 

@@ -72,7 +72,8 @@ def read_json(location: str | os.PathLike, what: str = "JSON file") -> dict | No
     return read_json_at(backend, path, what)
 
 
-def write_json(location: str | os.PathLike, obj: Mapping[str, Any]) -> None:
-    """Write a JSON object atomically to a local path or fsspec URL."""
+def write_json(location: str | os.PathLike, obj: Mapping[str, Any], durable: bool = True) -> None:
+    """Write a JSON object atomically to a local path or fsspec URL (durable=False: without
+    fsync, for sidecars rewritten every step; see LocalBackend.write_atomic)."""
     backend, path = resolve(location)
-    backend.write_atomic(path, dumps(plain(dict(obj), "json")))
+    backend.write_atomic(path, dumps(plain(dict(obj), "json")), durable=durable)

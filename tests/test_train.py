@@ -124,3 +124,31 @@ def test_a_run_on_cached_programs_equals_one_traced_afresh(tmp_path):
     assert programs.cache_info().hits == hits + 1
     programs.cache_clear()
     assert losses(tmp_path / "fresh", seed=1) == reused
+
+
+def test_the_quickly_compiled_init_gives_bitwise_the_same_state():
+    """The init program is compiled at a lower LLVM level (it runs once): its state must be
+    the default-compiled program's, bit for bit, for every family."""
+    import jax
+    import numpy as np
+
+    from experiments.configuration import compose, to_dict
+    from experiments.spec import validate
+    from experiments.train import INIT_COMPILER_OPTIONS
+    from griffin_core.model import init_params
+    from griffin_core.optim import make_optimizer
+    from griffin_core.optim_config import OptimSpec
+    from griffin_core.train_step import init_state
+
+    for family in ("mqa", "hawk", "griffin"):
+        spec = validate(to_dict(compose([*TINY, f"family={family}"])))
+        optimizer = make_optimizer(OptimSpec(total_steps=10, **spec.optim))
+
+        def make_state(key):
+            return init_state(init_params(spec.model, key), optimizer)
+
+        key = jax.random.PRNGKey(3)
+        quick = jax.jit(make_state, compiler_options=INIT_COMPILER_OPTIONS)(key)
+        default = jax.jit(make_state)(key)
+        for a, b in zip(jax.tree_util.tree_leaves(quick), jax.tree_util.tree_leaves(default)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -94,6 +94,24 @@ def local_attention_blocked(q, k, v, seg, window: int, block: int) -> jax.Array:
     return out.reshape((b, n * block) + out.shape[3:])[:, :t]
 
 
+def global_attention_blocked(q, k, v, seg, block: int) -> jax.Array:
+    """q: [B, T, H, hd], k, v: [B, T, hd], seg: [B, T] -> [B, T, H, hd], causal.
+
+    Query block i attends only to the keys up to its own end: the blocks above the causal
+    diagonal, all masked, are never computed. With n blocks that is (n + 1) / 2n of the dense
+    T x T logits (62.5% for 4), and on CPU the step of a global-attention model runs about 20%
+    faster (docs/benchmarks.md). Every query's softmax is over the same keys as the dense
+    product's, so results differ only by summation order."""
+    b, t = seg.shape
+    idx = jnp.broadcast_to(jnp.arange(t), (b, t))
+    outs = []
+    for lo in range(0, t, block):
+        hi = min(lo + block, t)
+        mask = attention_mask(idx[:, lo:hi], idx[:, :hi], seg[:, lo:hi], seg[:, :hi], None)
+        outs.append(attend(q[:, lo:hi], k[:, :hi], v[:, :hi], mask))
+    return jnp.concatenate(outs, axis=1) if len(outs) > 1 else outs[0]
+
+
 class AttentionBlock(nn.Module):
     config: ModelConfig
     local: bool
@@ -129,7 +147,9 @@ class AttentionBlock(nn.Module):
         if self.local and t > self.config.local_window + 1:
             out = local_attention_blocked(q, k, v, seg, self.config.local_window,
                                           min(self.config.attention_block, t))
-        else:  # global, or a sequence no longer than the window: the dense product is O(T * window)
+        elif not self.local:
+            out = global_attention_blocked(q, k, v, seg, self.config.global_attention_block(t))
+        else:  # a sequence no longer than the window: the dense product is O(T * window)
             idx = jnp.broadcast_to(jnp.arange(t), (b, t))
             out = attend(q, k, v, attention_mask(idx, idx, seg, seg, self.window))
         y = self.proj_final(out.reshape(b, t, -1))

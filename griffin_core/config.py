@@ -39,6 +39,9 @@ FAMILY_FIELDS = ("block_pattern", "use_rope", "rope_fraction", "embed_scale", "l
 NUMERICS_FIELDS = ("dtype", "scan_impl", "scan_unroll", "attention_block_size", "remat")
 """How a network computes rather than what it is (Hydra node `model`)."""
 
+GLOBAL_ATTENTION_BLOCKS = 4
+"""Global attention runs in this many causal query blocks by default (attention.py)."""
+
 SCAN_IMPLS = ("auto", "sequential", "associative")
 LAMBDA_INITS = ("ring", "uniform_ac")
 DTYPES = ("float32", "bfloat16")
@@ -103,7 +106,8 @@ class ModelConfig:
     scan_unroll: int = 0
     """Unroll of the sequential scan; 0 picks the device's tuned default (see scan.py)."""
     attention_block_size: int = 0
-    """Query block of local attention (keys per block = window + block); 0 means the window."""
+    """Query block of attention. Local: keys per block = window + block (0: the window). Global:
+    each block attends to the keys up to its end (0: a quarter of the sequence)."""
     remat: bool = False
     """Recompute each residual block's activations in the backward pass: the memory of a step
     then holds one residual stream per layer instead of every intermediate (paper-scale runs)."""
@@ -176,6 +180,11 @@ class ModelConfig:
     def attention_block(self) -> int:
         """Query block size of local attention."""
         return self.attention_block_size or self.local_window
+
+    def global_attention_block(self, length: int) -> int:
+        """Query block size of global attention over `length` positions: the configured one,
+        else a quarter of the length (4 blocks: 62.5% of the dense causal work)."""
+        return self.attention_block_size or max(1, ceil_div(length, GLOBAL_ATTENTION_BLOCKS))
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

@@ -66,11 +66,12 @@ def test_conv1d_matches_numpy():
     np.testing.assert_allclose(np.asarray(y), ref.conv1d(x, POS, params["w"], params["b"]), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind,block", [("attention", 0), ("local_attention", 0),
-                                        ("local_attention", 2), ("local_attention", 3)])
+@pytest.mark.parametrize("kind,block", [("attention", 0), ("attention", 5), ("attention", 23), ("attention", 40),
+                                        ("local_attention", 0), ("local_attention", 2), ("local_attention", 3)])
 def test_attention_matches_numpy(kind, block):
-    """Global MQA, and local MQA in its blocked form (T = 23 > window + 1 = 6) with query blocks
-    of the window, and smaller than it, not dividing T."""
+    """Global MQA in causal query blocks (a quarter of T = 23; 5, not dividing it; one block; a
+    block longer than T), and local MQA in its blocked form (T = 23 > window + 1 = 6) with
+    query blocks of the window, and smaller than it, not dividing T. Packed documents in POS."""
     c = cfg(attention_block_size=block, num_heads=2)
     x = x_input(16)
     mod = AttentionBlock(c, local=kind == "local_attention")

@@ -2,12 +2,20 @@
 
 The plan's estimates come from earlier runs in the store, or from a guessed fraction of the
 machine's matmul peak; on a fresh machine there is neither. So the live estimate measures:
-every running run's metrics rows give its seconds per step within a few steps of its start
-(the first step, which compiles, is left out), and from that its remaining time and the FLOP
-rate its family and size reach on this machine now. A queued run is estimated from the rate
-of its own family and size, else its family's nearest size, else the plan's estimate; with
-none of these the answer is "unknown", shown as "?", never 0. The sweep's remaining time is
-then the makespan of giving the queued runs, largest first, to whichever slot frees first.
+
+- every running run's metrics rows give its seconds per step within a few steps of its start
+  (the first step, which compiles, is left out), hence its remaining time and the training
+  FLOP rate its family and size reach on this machine now; a finished run gives its rate
+  (training FLOPs / training-loop seconds) and its overhead (the rest of its task's time:
+  process, compilation, evaluations, checkpoints);
+- a queued run takes overhead + FLOPs / rate, the rate from a throughput model fitted to those
+  measurements: log rate linear in log parameters, one level per family and one slope shared
+  by the families (a CPU core's utilisation rises with width, so a smaller model must not be
+  given a larger one's rate); with one size measured the slope is 0 (the nearest size's rate);
+  for a family not measured yet, the plan's estimate;
+- with any run's time unknown the answer is "unknown", shown as "?", never 0. Otherwise the
+  sweep's remaining time is the makespan of giving the queued runs, largest first, to
+  whichever slot frees first.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from run_store import StoreError
 
 TAIL_S = 3.0
 """A running run's time after its last step (final evaluation, checkpoint, result)."""
+DEFAULT_OVERHEAD_S = 15.0
+"""A run's time outside its training steps until a finished run has shown it."""
 REFRESH_S = 5.0
 """How often a running run's metrics are read again."""
 
@@ -32,7 +42,6 @@ class SweepEstimate:
     def __init__(self, store):
         self.store = store
         self._progress: dict[str, tuple[float, int, float | None]] = {}  # run id -> (read at, steps, s/step)
-        self._params: dict[str, int] = {}  # "family/size" -> parameters, for the nearest-size rule
 
     def progress(self, run) -> tuple[int, float | None]:
         """(steps done, seconds per step) of a running run, from its metrics.jsonl."""
@@ -53,38 +62,31 @@ class SweepEstimate:
         self._progress[run_id] = (time.time(), steps, per_step)
         return steps, per_step
 
-    def rates(self, outcomes: Iterable[Any], running: Iterable[Any]) -> dict[str, float]:
-        """Exact training FLOP/s seen in this sweep: by "family/size" and by family."""
-        seen: dict[str, list[float]] = {}
+    def measurements(self, outcomes: Iterable[Any], running: Iterable[Any]) -> tuple[list[tuple], float]:
+        """([(family, params, FLOP/s)] seen in this sweep, the median overhead per run)."""
+        points, overheads = [], []
         for outcome in outcomes:
-            report = outcome.report or {}
-            wall = report.get("wall_time_s")
-            if outcome.status == "SUCCESS" and wall:
-                seen.setdefault(_key(outcome.run), []).append(outcome.run.flops / wall)
+            loop = (outcome.report or {}).get("loop_s")
+            if outcome.status == "SUCCESS" and loop:
+                points.append((outcome.run.ref.spec.family, _params(outcome.run), outcome.run.flops / loop))
+                overheads.append(max(0.0, outcome.seconds - loop))
         for task in running:
             _, per_step = self.progress(task.run)
             if per_step:
                 steps = task.run.ref.spec.schedule.steps
-                seen.setdefault(_key(task.run), []).append(task.run.flops / steps / per_step)
-        for run in [o.run for o in outcomes] + [t.run for t in running]:
-            self._params.setdefault(_key(run), run.ref.spec.params().total)
-        rates = {key: statistics.median(v) for key, v in seen.items()}
-        for key, value in list(rates.items()):
-            family = key.split("/")[0]
-            rates.setdefault(family, value)
-        return rates
+                points.append((task.run.ref.spec.family, _params(task.run), task.run.flops / steps / per_step))
+        return points, statistics.median(overheads) if overheads else DEFAULT_OVERHEAD_S
 
-    def run_seconds(self, run, rates: dict[str, float]) -> float | None:
+    def run_seconds(self, run, model: "RateModel", overhead: float) -> float | None:
         """A run's whole duration at this sweep's measured rates, else the plan's estimate."""
-        rate = rates.get(_key(run)) or self._nearest(run, rates)
-        if rate:
-            return run.flops / rate + TAIL_S
-        return run.est_seconds
+        rate = model.rate(run.ref.spec.family, _params(run))
+        return run.flops / rate + overhead if rate else run.est_seconds
 
     def remaining(self, scheduler) -> float | None:
         """Seconds until the sweep ends; None while some run's time is unknown."""
         running = list(scheduler.running.values())
-        rates = self.rates(scheduler.outcomes.values(), running)
+        points, overhead = self.measurements(scheduler.outcomes.values(), running)
+        model = RateModel(points)
         now = time.time()
         slots = []
         for task in running:
@@ -93,35 +95,45 @@ class SweepEstimate:
             if per_step:
                 slots.append(max(0.0, (total - steps) * per_step) + TAIL_S)
                 continue
-            whole = self.run_seconds(task.run, rates)
+            whole = self.run_seconds(task.run, model, overhead)
             if whole is None:
                 return None
             slots.append(max(TAIL_S, whole - (now - task.started)))
         queued = list(scheduler.queue) + [run for _, run in scheduler.waiting]
-        todo = [self.run_seconds(run, rates) for run in queued]
+        todo = [self.run_seconds(run, model, overhead) for run in queued]
         if any(t is None for t in todo):
             return None
         parallel = max(1, min(scheduler.max_parallel, len(slots) + len(todo)))
         return _makespan(slots, sorted(todo, reverse=True), parallel)
 
-    def _nearest(self, run, rates: dict[str, float]) -> float | None:
-        """The rate of the run's family at the measured size nearest in parameters (log scale):
-        a CPU core's utilisation rises several-fold with width, so the nearest size is the
-        best guess of an unmeasured one."""
-        family, params = run.ref.spec.family, run.ref.spec.params().total
-        best = None
-        for key, rate in rates.items():
-            other = self._params.get(key)
-            if key.split("/")[0] == family and other:
-                distance = abs(math.log(other / params))
-                if best is None or distance < best[0]:
-                    best = (distance, rate)
-        return best[1] if best else rates.get(family)
+
+class RateModel:
+    """log(FLOP/s) = level[family] + slope * log(parameters), fitted to (family, params, rate)
+    points: the slope shared by the families (pooled within-family least squares), 0 until some
+    family has two sizes."""
+
+    def __init__(self, points: Iterable[tuple[str, float, float]]):
+        by_family: dict[str, list[tuple[float, float]]] = {}
+        for family, params, rate in points:
+            by_family.setdefault(family, []).append((math.log(params), math.log(rate)))
+        centred = []
+        self.centre: dict[str, tuple[float, float]] = {}
+        for family, pts in by_family.items():
+            mx, my = statistics.fmean(p[0] for p in pts), statistics.fmean(p[1] for p in pts)
+            self.centre[family] = (mx, my)
+            centred += [(x - mx, y - my) for x, y in pts]
+        sxx = sum(x * x for x, _ in centred)
+        self.slope = sum(x * y for x, y in centred) / sxx if sxx > 1e-12 else 0.0
+
+    def rate(self, family: str, params: float) -> float | None:
+        if family not in self.centre:
+            return None
+        mx, my = self.centre[family]
+        return math.exp(my + self.slope * (math.log(params) - mx))
 
 
-def _key(run) -> str:
-    spec = run.ref.spec
-    return f"{spec.family}/{spec.size}"
+def _params(run) -> int:
+    return run.ref.spec.params().total
 
 
 def _makespan(busy: list[float], todo: list[float], parallel: int) -> float:

@@ -96,6 +96,7 @@ def run_point(cfg: Mapping[str, Any], sweep: str, cores: list[int] | None, log_p
     return {"run_id": report.run_id, "status": report.status, "reason": report.reason,
             "heldout_loss_nats": result.heldout_loss_nats if result else None,
             "wall_time_s": result.wall_time_s if result else None,
+            "loop_s": result.tokens / result.tokens_per_s if result and result.tokens_per_s else None,
             "pid": os.getpid(), "cpu_s": after - before, "process_cpu_s": after,
             "process_s": time.time() - _process_start(), "rss_mb": _resident_mb()}
 

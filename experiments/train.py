@@ -123,7 +123,7 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
 
     figures = {"final_train_loss": row.get("loss"), "tokens_per_s": timer.mean(), "wall_time_s": row.get("elapsed_s"),
                "epochs": data.epochs(sched.steps), "corpus_fingerprint": data.fingerprint,
-               **evaluate.final(state.params)}
+               **evaluate.final(state.params, held=row)}
     return Outcome("SUCCESS", sched.steps, None, figures)
 
 
@@ -264,8 +264,10 @@ class Evaluator:
             out[str(length)] = float(np.mean(to_host(np.asarray([accuracy]))))
         return out
 
-    def final(self, params) -> dict[str, Any]:
-        held = self.heldout(params)
+    def final(self, params, held: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The result's figures. `held`: the last step's held-out evaluation, if it had one (the
+        same parameters: not computed twice)."""
+        held = held if held and "heldout_loss" in held else self.heldout(params)
         figures = {"heldout_loss_nats": held["heldout_loss"], "heldout_loss_se": held["heldout_loss_se"],
                    "heldout_bits_per_byte": held.get("heldout_bpb"),
                    "heldout_loss_by_position": self.loss_by_position(params)}

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from griffin_core import initializers as init
+from griffin_core.attention_plan import AttentionPlan, attention_plan
 from griffin_core.config import ModelConfig
 from griffin_core.rope import apply_rope
 
@@ -94,22 +95,25 @@ def local_attention_blocked(q, k, v, seg, window: int, block: int) -> jax.Array:
     return out.reshape((b, n * block) + out.shape[3:])[:, :t]
 
 
-def global_attention_blocked(q, k, v, seg, block: int) -> jax.Array:
-    """q: [B, T, H, hd], k, v: [B, T, hd], seg: [B, T] -> [B, T, H, hd], causal.
-
-    Query block i attends only to the keys up to its own end: the blocks above the causal
-    diagonal, all masked, are never computed. With n blocks that is (n + 1) / 2n of the dense
-    T x T logits (62.5% for 4), and on CPU the step of a global-attention model runs about 20%
-    faster (docs/benchmarks.md). Every query's softmax is over the same keys as the dense
-    product's, so results differ only by summation order."""
+def attention_sliced(q, k, v, seg, slices, window: int | None) -> jax.Array:
+    """q: [B, T, H, hd], k, v: [B, T, hd], seg: [B, T] -> [B, T, H, hd], causal: each query
+    block attends to its own key range only (griffin_core.attention_plan). Every query's
+    softmax is over the keys a dense product would leave unmasked, so results differ from it
+    only by summation order."""
     b, t = seg.shape
     idx = jnp.broadcast_to(jnp.arange(t), (b, t))
     outs = []
-    for lo in range(0, t, block):
-        hi = min(lo + block, t)
-        mask = attention_mask(idx[:, lo:hi], idx[:, :hi], seg[:, lo:hi], seg[:, :hi], None)
-        outs.append(attend(q[:, lo:hi], k[:, :hi], v[:, :hi], mask))
+    for q_lo, q_hi, k_lo, k_hi in slices:
+        mask = attention_mask(idx[:, q_lo:q_hi], idx[:, k_lo:k_hi], seg[:, q_lo:q_hi], seg[:, k_lo:k_hi], window)
+        outs.append(attend(q[:, q_lo:q_hi], k[:, k_lo:k_hi], v[:, k_lo:k_hi], mask))
     return jnp.concatenate(outs, axis=1) if len(outs) > 1 else outs[0]
+
+
+def causal_attention(q, k, v, seg, plan: AttentionPlan, window: int | None) -> jax.Array:
+    """Attention of a whole sequence as `plan` says: slices, or batched local blocks."""
+    if plan.slices:
+        return attention_sliced(q, k, v, seg, plan.slices, window)
+    return local_attention_blocked(q, k, v, seg, window, plan.block)
 
 
 class AttentionBlock(nn.Module):
@@ -143,15 +147,8 @@ class AttentionBlock(nn.Module):
         """x: [B, T, D], segment_pos: [B, T] -> ([B, T, D], cache at `lengths` if given)."""
         b, t, _ = x.shape
         q, k, v = self._qkv(x, segment_pos)
-        seg = segment_ids(segment_pos)
-        if self.local and t > self.config.local_window + 1:
-            out = local_attention_blocked(q, k, v, seg, self.config.local_window,
-                                          min(self.config.attention_block, t))
-        elif not self.local:
-            out = global_attention_blocked(q, k, v, seg, self.config.global_attention_block(t))
-        else:  # a sequence no longer than the window: the dense product is O(T * window)
-            idx = jnp.broadcast_to(jnp.arange(t), (b, t))
-            out = attend(q, k, v, attention_mask(idx, idx, seg, seg, self.window))
+        out = causal_attention(q, k, v, segment_ids(segment_pos), attention_plan(self.config, self.local, t),
+                               self.window)
         y = self.proj_final(out.reshape(b, t, -1))
         if lengths is None:
             return y, None

@@ -39,9 +39,6 @@ FAMILY_FIELDS = ("block_pattern", "use_rope", "rope_fraction", "embed_scale", "l
 NUMERICS_FIELDS = ("dtype", "scan_impl", "scan_unroll", "attention_block_size", "remat")
 """How a network computes rather than what it is (Hydra node `model`)."""
 
-GLOBAL_ATTENTION_BLOCKS = 4
-"""Global attention runs in this many causal query blocks by default (attention.py)."""
-
 SCAN_IMPLS = ("auto", "sequential", "associative")
 LAMBDA_INITS = ("ring", "uniform_ac")
 DTYPES = ("float32", "bfloat16")
@@ -106,8 +103,9 @@ class ModelConfig:
     scan_unroll: int = 0
     """Unroll of the sequential scan; 0 picks the device's tuned default (see scan.py)."""
     attention_block_size: int = 0
-    """Query block of attention. Local: keys per block = window + block (0: the window). Global:
-    each block attends to the keys up to its end (0: a quarter of the sequence)."""
+    """Query block of attention: each block attends only to the keys it can see (global: up to
+    its end; local: its window too). 0: a quarter of the sequence, at most the window for
+    local attention (griffin_core.attention_plan)."""
     remat: bool = False
     """Recompute each residual block's activations in the backward pass: the memory of a step
     then holds one residual stream per layer instead of every intermediate (paper-scale runs)."""
@@ -176,15 +174,6 @@ class ModelConfig:
     def mlp_width(self) -> int:
         return self.mlp_expansion * self.width
 
-    @property
-    def attention_block(self) -> int:
-        """Query block size of local attention."""
-        return self.attention_block_size or self.local_window
-
-    def global_attention_block(self, length: int) -> int:
-        """Query block size of global attention over `length` positions: the configured one,
-        else a quarter of the length (4 blocks: 62.5% of the dense causal work)."""
-        return self.attention_block_size or max(1, ceil_div(length, GLOBAL_ATTENTION_BLOCKS))
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

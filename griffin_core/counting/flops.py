@@ -17,7 +17,8 @@ Backward = 2 x forward under every convention, so training = 3 x forward.
 
 from __future__ import annotations
 
-from griffin_core.config import ModelConfig, ceil_div
+from griffin_core.attention_plan import attention_plan
+from griffin_core.config import ModelConfig
 from griffin_core.counting.params import count_params
 
 CONVENTIONS = ("6N", "6N_nonembed", "exact", "as_executed")
@@ -64,10 +65,9 @@ def keys_per_query(cfg: ModelConfig, kind: str, seq_len: int, convention: str) -
     """Average number of (query, key) logits computed per query token at length `seq_len`.
 
     exact: global attention is causal, query t sees t + 1 keys, mean (T + 1) / 2; local attention
-    sees min(t + 1, w + 1) keys. as_executed: global computes every key (T); local computes, for
-    T > w + 1, blocks of Bq queries against (ceil(w / Bq) + 1) * Bq keys with T padded up to a
-    multiple of Bq (the padded queries' work is spread over the T real ones); for T <= w + 1 it
-    computes the dense T x T product.
+    sees min(t + 1, w + 1) keys. as_executed: the pairs the model computes
+    (griffin_core.attention_plan: query blocks against the keys they can see, or batched local
+    blocks with the sequence padded, whose padded queries' work is spread over the T real ones).
     """
     t = seq_len
     if t < 1:
@@ -80,12 +80,7 @@ def keys_per_query(cfg: ModelConfig, kind: str, seq_len: int, convention: str) -
             return (t + 1) / 2
         return ((w + 1) * (w + 2) / 2 + (t - w - 1) * (w + 1)) / t
     if convention == "as_executed":
-        if kind == "attention" or t <= w + 1:
-            return float(t)
-        bq = min(cfg.attention_block, t)  # as in attention.py
-        blocks = ceil_div(t, bq)
-        keys = (ceil_div(w, bq) + 1) * bq
-        return blocks * bq * keys / t
+        return attention_plan(cfg, kind == "local_attention", t).logits / t
     raise ValueError(f"keys_per_query is defined for 'exact' and 'as_executed', not {convention!r}")
 
 

@@ -100,8 +100,8 @@ def result_record(run_id: str, family: str, size: str, *, N: float, D: float, L:
         "heldout_bits_per_byte": None if L is None else L / np.log(2),
         "heldout_loss_by_position": [float(L * (1 + 1.0 / (p + 1))) for p in range(positions)],
         "heldout_accuracy": None, "accuracy_by_length": None, "wall_time_s": 1.0, "tokens_per_s": 1000.0,
-        "mfu": None, "mfu_kind": None, "versions": {"python": "3"}, "git_sha": None,
-        "corpus_fingerprint": corpus_fingerprint, "data_source": data_source,
+        "mfu": None, "mfu_kind": None, "mfu_chip": None, "mfu_chips": None, "versions": {"python": "3"},
+        "git_sha": None, "corpus_fingerprint": corpus_fingerprint, "data_source": data_source,
     }
 
 

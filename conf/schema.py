@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -118,6 +118,17 @@ class BudgetConf:
 
 
 @dataclasses.dataclass
+class MeshConf:
+    """Sizes of the mesh axes: a size, -1 (this axis takes the devices the others leave), or
+    null (1, except the strategy's own axis, which fills when no axis is -1: data for dp,
+    fsdp for fsdp and fsdp_tp)."""
+
+    data: Optional[int] = None
+    fsdp: Optional[int] = None
+    tensor: Optional[int] = None
+
+
+@dataclasses.dataclass
 class TrainerConf:
     budget: BudgetConf = dataclasses.field(default_factory=BudgetConf)
     """How many tokens the run trains on; the step count follows."""
@@ -142,10 +153,14 @@ class TrainerConf:
     """Steps in the running median."""
     spike_warmup: int = 100
     """No spike detection before this step (early losses fall fast)."""
-    data_parallel: int = -1
-    """Devices on the mesh's data axis (-1: all devices / model_parallel)."""
-    model_parallel: int = 1
-    """Devices on the mesh's model axis."""
+    strategy: str = "dp"
+    """Parallelism: dp (replicated parameters), fsdp (ZeRO-3: parameters, gradients and
+    optimiser state sharded), fsdp_tp (fsdp plus the paper's tensor parallelism); see
+    griffin_core/parallelism.py and docs/training.md, "Parallelism"."""
+    mesh: MeshConf = dataclasses.field(default_factory=lambda: MeshConf())
+    """Device mesh sizes; their product is the device count."""
+    axis_rules: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Logical axis -> mesh axis (or list, or null to replicate), ahead of the strategy's rules."""
     progress: bool = True
     """Show a progress bar (workers in sweeps turn it off)."""
 

@@ -101,7 +101,7 @@ register("scan", "RG-LRU scan implementations in GB/s against a streaming triad"
          *_module("experiments.benchmarks.scan_bench"))
 register("limits", "streaming bandwidth and the (cached) dense-matmul peak",
          _limits_arguments, _limits_run)
-register("train", "training-step tokens/s and MFU of each family against the cached matmul peak",
+register("train", "training-step tokens/s and MFU of each family (on CPU: fraction of the cached matmul peak)",
          *_module("experiments.benchmarks.train_bench"))
 
 

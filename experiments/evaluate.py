@@ -49,37 +49,36 @@ def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]
     import numpy as np
 
     from experiments.run_data import build_source
-    from griffin_core.checkpoint import Checkpointer
+    from griffin_core.checkpoint import Checkpointer, LegacyCheckpoint, abstract_like
     from griffin_core.data import count_long_documents, long_documents
     from griffin_core.model import init_params
     from griffin_core.train_step import eval_step
 
     spec, store, run_id = load_run(run_dir)
-    ckpt = Checkpointer(store.ckpt_dir(run_id))
-    step = ckpt.latest_step()
-    if step is None:
-        ckpt.close()
-        raise UsageError(f"{run_dir}: no complete checkpoint to evaluate")
-    abstract = jax.eval_shape(lambda: init_params(spec.model, jax.random.PRNGKey(0)))
-    target = jax.tree_util.tree_map(lambda x: jax.numpy.zeros(x.shape, x.dtype), abstract)
-    from griffin_core.optim import make_optimizer
-    from griffin_core.optim_config import OptimSpec
-    from griffin_core.train_step import init_state
-
-    optimizer = make_optimizer(OptimSpec(total_steps=spec.schedule.steps, **spec.optim))
-    state = ckpt.restore(step, init_state(target, optimizer))
-    ckpt.close()
+    with Checkpointer(store.ckpt_dir(run_id), read_only=True) as ckpt:
+        step = ckpt.latest_step()
+        if step is None:
+            raise UsageError(f"{run_dir}: no complete checkpoint to evaluate")
+        # The parameters alone, in the layer layout they were saved in (the forward pass runs
+        # either); the optimiser state is not read.
+        model = spec.model.replace(scan_layers=ckpt.stored_scanned(step))
+        abstract = jax.eval_shape(lambda: init_params(model, jax.random.PRNGKey(0)))
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        try:
+            params = ckpt.restore_params(step, abstract_like(abstract, jax.tree_util.tree_map(lambda _: device, abstract)))
+        except LegacyCheckpoint as err:
+            raise UsageError(f"{run_dir}: {err}") from None
     source = build_source(spec.data)
     available = count_long_documents(source, length)
     if not available:
         raise UsageError(f"no held-out document has {length + 1} tokens; try a shorter --length")
     docs = long_documents(source, length, max_docs=max_docs)
-    evaluate = jax.jit(lambda p, b: eval_step(spec.model, p, b))
+    evaluate = jax.jit(lambda p, b: eval_step(model, p, b))
     sums = np.zeros(length)
     n = docs["tokens"].shape[0]
     for i in range(n):  # one document at a time: memory stays that of one long sequence
         batch = {k: v[i:i + 1] for k, v in docs.items()}
-        sums += np.asarray(evaluate(state.params, batch)["pos_loss"])
+        sums += np.asarray(evaluate(params, batch)["pos_loss"])
     losses = (sums / n).tolist()
     return {"run_id": run_id, "family": spec.family, "size": spec.size, "use_rope": spec.model.use_rope,
             "train_seq_len": spec.schedule.seq_len, "length": length, "documents": n, "checkpoint_step": step,

@@ -17,10 +17,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from experiments import run_data
+from experiments.mfu import NONE as NO_MFU
+from experiments.mfu import Utilisation, devices, nominal_chip, utilisation
 from experiments.spec import RunSpec, validate
 from griffin_core.data.errors import DataError
 from run_store import RunResult, RunStore, compute_run_id, is_url, make_result, one_line
-from run_store.results import MFU_KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +89,13 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
     the lease and writes the store and W&B, the others train their share of each batch."""
     import jax
 
+    from experiments.programs import mesh_layout
     from experiments.train import train  # JAX is imported only by processes that train
     from experiments.wandb_logger import WandbLogger
 
     os.environ.setdefault("WANDB_SILENT", "true")  # our progress bar and summary line say enough
     spec, run_id = ref.spec, ref.run_id
+    mesh_layout(spec, jax.device_count())  # a mesh these devices cannot hold: ConfigError before the store
     main = jax.process_index() == 0
     lease, report = claim(ref, store) if main else (None, None)
     if jax.process_count() > 1:
@@ -199,20 +202,28 @@ def assemble_result(ref: RunRef, status: str, figures: Mapping[str, Any], store:
         heldout_bits_per_byte=final.get("heldout_bits_per_byte"),
         heldout_loss_by_position=final.get("heldout_loss_by_position", []),
         heldout_accuracy=final.get("heldout_accuracy"), accuracy_by_length=final.get("accuracy_by_length"),
-        wall_time_s=final.get("wall_time_s") or 0.0, tokens_per_s=tokens_per_s, mfu=utilisation,
-        mfu_kind=MFU_KINDS[0] if utilisation is not None else None, versions=versions(), git_sha=git_sha(),
+        wall_time_s=final.get("wall_time_s") or 0.0, tokens_per_s=tokens_per_s, mfu=utilisation.mfu,
+        mfu_kind=utilisation.kind, mfu_chip=utilisation.chip, mfu_chips=utilisation.chips,
+        versions=versions(), git_sha=git_sha(),
         corpus_fingerprint=ref.fingerprint, data_source=spec.data["source"])
 
 
-def mfu(spec: RunSpec, tokens_per_s: float | None) -> float | None:
-    """Model FLOPs utilisation: exact training FLOPs per second over the cached matmul peak."""
+def mfu(spec: RunSpec, tokens_per_s: float | None) -> Utilisation:
+    """Model FLOPs utilisation of the run's exact training FLOP/s on the devices it used: against
+    the chip's nominal bf16 peak x its chips, else (CPU) the fraction of the cached matmul
+    peak (experiments/mfu.py). The peak is measured only when it is needed and not cached."""
     if not tokens_per_s:
-        return None
-    from experiments.benchmarks.limits import matmul_peak
+        return NO_MFU
     from griffin_core import counting
 
-    peak = matmul_peak()["flops_per_s"]
-    return tokens_per_s * counting.training_flops_per_token(spec.model, spec.schedule.seq_len, "exact") / peak
+    platform, kind, count, processes = devices()
+    measured = None
+    if nominal_chip(platform, kind) is None:
+        from experiments.benchmarks.limits import matmul_peak
+
+        measured = matmul_peak()["flops_per_s"]
+    flops_per_s = tokens_per_s * counting.training_flops_per_token(spec.model, spec.schedule.seq_len, "exact")
+    return utilisation(flops_per_s, platform, kind, count, measured, processes)
 
 
 def versions() -> dict[str, str]:

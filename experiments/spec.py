@@ -12,8 +12,9 @@ from typing import Any, Mapping
 
 from griffin_core import counting
 from griffin_core.budget import BudgetSpec, Schedule, make_schedule
-from griffin_core.config import FAMILY_FIELDS, NUMERICS_FIELDS, ConfigError, ModelConfig
+from griffin_core.config import EXECUTION_FIELDS, FAMILY_FIELDS, NUMERICS_FIELDS, ConfigError, ModelConfig
 from griffin_core.optim_config import ADAMW_FIELDS
+from griffin_core.parallelism import check_settings
 from griffin_core.sizes import SizeSpec
 
 TEXT_SOURCES = ("embedded", "text", "tokens", "hf")
@@ -45,7 +46,8 @@ class RunSpec:
         """What determines the run's results (hashed into its id): never paths, logging,
         launcher or evaluation cadence."""
         data = {k: v for k, v in self.data.items() if k not in ("path",)}
-        return {"model": self.model.to_dict(), "data": data, "optim": dict(self.optim),
+        model = {k: v for k, v in self.model.to_dict().items() if k not in EXECUTION_FIELDS}
+        return {"model": model, "data": data, "optim": dict(self.optim),
                 "budget": dataclasses.asdict(self.budget) | {"label": None},
                 "schedule": dataclasses.asdict(self.schedule), "seed": self.seed,
                 "spike": {k: self.trainer[k] for k in ("spike_factor", "spike_window", "spike_warmup")}}
@@ -100,7 +102,7 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         raise ConfigError(f"optim.name={optim['name']!r} is unknown; known: ['adamw']")
     if trainer["batch_size"] is not None:
         _positive(trainer, "batch_size", "trainer")
-    for key in ("min_steps", "max_batch_tokens", "spike_factor", "spike_window", "model_parallel", "microbatches"):
+    for key in ("min_steps", "max_batch_tokens", "spike_factor", "spike_window", "microbatches"):
         _positive(trainer, key, "trainer")
     for key in ("eval_every", "checkpoint_every", "spike_warmup", "seed"):
         _positive(trainer, key, "trainer", allow_zero=True)
@@ -126,6 +128,7 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         lr_ref=optim["lr_ref"],
         width_ref=optim["width_ref"], lr_exponent=optim["lr_exponent"],
         warmup_fraction=optim["warmup_fraction"], warmup_min_steps=optim["warmup_min_steps"])
+    check_settings(trainer["strategy"], trainer["mesh"], trainer["axis_rules"], model)
     if schedule.batch_size % trainer["microbatches"]:
         raise ConfigError(f"trainer.microbatches={trainer['microbatches']} must divide the batch size {schedule.batch_size}")
     resolved_optim = {k: optim[k] for k in ADAMW_FIELDS}

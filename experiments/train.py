@@ -8,7 +8,6 @@ rows and the result's figures.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import statistics
 import time
@@ -18,15 +17,13 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from experiments.programs import Programs, mesh_layout, programs, restore_state
 from experiments.run_data import RunData, build_run_data
 from experiments.spec import RunSpec
 from griffin_core import counting
 from griffin_core.checkpoint import Checkpointer
-from griffin_core.model import init_params
-from griffin_core.optim import learning_rate_schedule, make_optimizer
 from griffin_core.optim_config import OptimSpec
-from griffin_core.sharding import global_batch, make_mesh, param_shardings, replicated
-from griffin_core.train_step import eval_step, init_state, predictions, train_step
+from griffin_core.sharding import global_batch, make_mesh
 
 
 @dataclasses.dataclass
@@ -66,16 +63,21 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
     """
     model, sched, trainer = spec.model, spec.schedule, spec.trainer
     data = build_run_data(spec.data, sched.batch_size, spec.seed, process_index, process_count)
-    mesh = make_mesh(trainer["data_parallel"], trainer["model_parallel"], batch_size=sched.batch_size)
-    jitted = programs(model, OptimSpec(total_steps=sched.steps, **spec.optim), trainer["microbatches"], mesh)
-    state = jitted.init(jax.random.PRNGKey(spec.seed))
+    layout = mesh_layout(spec, jax.device_count())
+    mesh = make_mesh(layout)
+    jitted = programs(model, OptimSpec(total_steps=sched.steps, **spec.optim), trainer["microbatches"], layout, mesh)
     evaluate = Evaluator(spec, data, mesh, jitted)
+    with Checkpointer(ckpt_dir, async_save=jax.default_backend() != "cpu") as checkpoints:
+        start = checkpoints.latest_step() or 0
+        state = restore_state(checkpoints, start, model, jitted) if start else jitted.init(jax.random.PRNGKey(spec.seed))
+        return _loop(spec, data, mesh, jitted, evaluate, checkpoints, state, start, write_rows,
+                     start_rows(start), progress)
 
-    checkpoints = Checkpointer(ckpt_dir)
-    start = checkpoints.latest_step() or 0
-    if start:
-        state = checkpoints.restore(start, state)
-    elapsed_offset = start_rows(start)
+
+def _loop(spec: RunSpec, data: RunData, mesh, jitted: Programs, evaluate: "Evaluator", checkpoints: Checkpointer,
+          state, start: int, write_rows, elapsed_offset: float, progress: bool) -> Outcome:
+    """Steps start+1 .. the last, with evaluations and checkpoints; the final figures."""
+    model, sched, trainer = spec.model, spec.schedule, spec.trainer
 
     flops_per_step = counting.training_flops_per_token(model, sched.seq_len, "exact") * sched.tokens_per_step
     monitor = DivergenceMonitor(trainer["spike_factor"], trainer["spike_window"], trainer["spike_warmup"])
@@ -119,56 +121,11 @@ def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None]
                 checkpoints.save(step, state)
                 timer.pause()
     bar.close()
-    checkpoints.close()
-
+    checkpoints.wait()
     figures = {"final_train_loss": row.get("loss"), "tokens_per_s": timer.mean(), "wall_time_s": row.get("elapsed_s"),
                "epochs": data.epochs(sched.steps), "corpus_fingerprint": data.fingerprint,
                **evaluate.final(state.params, held=row)}
     return Outcome("SUCCESS", sched.steps, None, figures)
-
-
-@dataclasses.dataclass(frozen=True)
-class Programs:
-    """A run's jitted programs."""
-
-    init: Callable  # PRNG key -> train state, created directly in its shardings
-    step: Callable  # (state, batch) -> (state, metrics); donates the state
-    eval: Callable  # (params, batch) -> per-sequence and per-position loss sums
-    predict: Callable  # (params, batch) -> [B, T] argmax tokens
-
-
-INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
-"""The init program runs once per run: LLVM's level 1 compiles it in about half the time of the
-default (1.7 s less per run on CPU) and gives bitwise the same state (tests/test_train.py)."""
-
-
-@functools.lru_cache(maxsize=1)
-def programs(model, optim: OptimSpec, microbatches: int, mesh) -> Programs:
-    """The jitted programs of a run. Cached (one entry) because a sweep's worker process trains
-    runs in turn: the next run with the same model, optimiser and mesh (another seed, say) takes
-    them traced and compiled already. The PRNG key is an argument, not a constant, so that
-    seeds share the init program here and in the persistent compilation cache."""
-    optimizer, lr_schedule = make_optimizer(optim), learning_rate_schedule(optim)
-
-    # Parameters are created directly in their shardings (no host-side copy of a large model).
-    def make_state(key):
-        return init_state(init_params(model, key), optimizer)
-
-    state_sharding = state_shardings(mesh, jax.eval_shape(make_state, jax.random.PRNGKey(0)))
-    step = jax.jit(functools.partial(train_step, model, optimizer, lr_schedule, microbatches=microbatches),
-                   in_shardings=(state_sharding, None), out_shardings=(state_sharding, replicated(mesh)),
-                   donate_argnums=0)
-    return Programs(init=jax.jit(make_state, out_shardings=state_sharding, compiler_options=INIT_COMPILER_OPTIONS),
-                    step=step,
-                    eval=jax.jit(functools.partial(eval_step, model)),
-                    predict=jax.jit(functools.partial(predictions, model)))
-
-
-def state_shardings(mesh, abstract_state):
-    """Parameters and the optimiser's moments (same shapes) by the mesh's rule; scalars replicated."""
-    shard = lambda tree: param_shardings(mesh, tree)  # noqa: E731
-    return abstract_state.replace(step=replicated(mesh), params=shard(abstract_state.params),
-                                  opt_state=shard(abstract_state.opt_state))
 
 
 class Throughput:
@@ -241,10 +198,10 @@ class Evaluator:
         docs = self.data.position_docs
         if docs is None:
             return []
-        # Chunks of whole documents, padded with masked-out rows to a multiple of the mesh's data
-        # axis (which every process shares equally): a handful of long documents must still
+        # Chunks of whole documents, padded with masked-out rows to a multiple of the mesh's batch
+        # axes (which every process shares equally): a handful of long documents must still
         # split over 8 devices.
-        shards = self.mesh.shape["data"]
+        shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         step = max(self.spec.schedule.batch_size // shards, 1) * shards
         num_docs, length = docs["tokens"].shape
         sums, counts = np.zeros(length), np.zeros(length)

@@ -26,9 +26,12 @@ from griffin_core import initializers as init
 from griffin_core.attention_plan import AttentionPlan, attention_plan
 from griffin_core.config import ModelConfig
 from griffin_core.rope import apply_rope
+from griffin_core.sharding import constrain
 
 AttentionCache = dict[str, jax.Array]  # {"k": [B, S, head_dim], "v": [B, S, head_dim]}
 _MASKED = -1e30
+_Q_NAMES = ("batch", "length", "act_heads", "act_kv")
+_KV_NAMES = ("batch", "length", "act_kv")
 
 
 def segment_ids(segment_pos: jax.Array) -> jax.Array:
@@ -124,12 +127,18 @@ class AttentionBlock(nn.Module):
 
     def setup(self) -> None:
         cfg = self.config
-        dense = lambda n, f, w, bias: nn.Dense(f, use_bias=bias, kernel_init=w, dtype=self.dtype,  # noqa: E731
-                                               param_dtype=self.param_dtype, name=n)
-        self.proj_q = dense("proj_q", cfg.width, init.lecun_normal(), False)
-        self.proj_k = dense("proj_k", cfg.head_dim, init.lecun_normal(), False)
-        self.proj_v = dense("proj_v", cfg.head_dim, init.lecun_normal(), False)
-        self.proj_final = dense("proj_final", cfg.width, init.final_layer_normal(cfg.depth), True)
+        def dense(name, features, w_init, names, bias):
+            return nn.Dense(features, use_bias=bias, kernel_init=init.named(w_init, *names),
+                            bias_init=init.zeros(names[1]), dtype=self.dtype, param_dtype=self.param_dtype,
+                            name=name)
+
+        # Tensor parallelism splits the query heads (and the output projection's input); the
+        # one key/value head is replicated.
+        self.proj_q = dense("proj_q", cfg.width, init.lecun_normal(), ("embed", "q_heads"), False)
+        self.proj_k = dense("proj_k", cfg.head_dim, init.lecun_normal(), ("embed", "kv"), False)
+        self.proj_v = dense("proj_v", cfg.head_dim, init.lecun_normal(), ("embed", "kv"), False)
+        self.proj_final = dense("proj_final", cfg.width, init.final_layer_normal(cfg.depth), ("q_heads", "embed"),
+                                True)
 
     @property
     def window(self) -> int | None:
@@ -138,9 +147,9 @@ class AttentionBlock(nn.Module):
     def _qkv(self, x: jax.Array, positions: jax.Array):
         cfg = self.config
         q = self.proj_q(x).reshape(x.shape[:2] + (cfg.num_heads, cfg.head_dim))
-        q = apply_rope(q, positions, cfg.rope_dims, cfg.rope_base)
-        k = apply_rope(self.proj_k(x), positions, cfg.rope_dims, cfg.rope_base)
-        return q, k, self.proj_v(x)
+        q = constrain(apply_rope(q, positions, cfg.rope_dims, cfg.rope_base), _Q_NAMES)
+        k = constrain(apply_rope(self.proj_k(x), positions, cfg.rope_dims, cfg.rope_base), _KV_NAMES)
+        return q, k, constrain(self.proj_v(x), _KV_NAMES)
 
     def __call__(self, x: jax.Array, segment_pos: jax.Array, lengths: jax.Array | None = None,
                  cache_size: int = 0) -> tuple[jax.Array, AttentionCache | None]:
@@ -149,7 +158,7 @@ class AttentionBlock(nn.Module):
         q, k, v = self._qkv(x, segment_pos)
         out = causal_attention(q, k, v, segment_ids(segment_pos), attention_plan(self.config, self.local, t),
                                self.window)
-        y = self.proj_final(out.reshape(b, t, -1))
+        y = self.proj_final(constrain(out, _Q_NAMES).reshape(b, t, -1))
         if lengths is None:
             return y, None
         return y, self._prefill_cache(k, v, lengths, cache_size)

@@ -36,10 +36,14 @@ FAMILY_PATTERNS: dict[str, tuple[str, ...]] = {
 
 FAMILY_FIELDS = ("block_pattern", "use_rope", "rope_fraction", "embed_scale", "logit_softcap", "lambda_init")
 """What a family preset sets (Hydra group `family`); a size row sets the widths."""
-NUMERICS_FIELDS = ("dtype", "scan_impl", "scan_unroll", "attention_block_size", "remat")
+NUMERICS_FIELDS = ("dtype", "scan_impl", "scan_unroll", "attention_block_size", "remat", "scan_layers")
 """How a network computes rather than what it is (Hydra node `model`)."""
+EXECUTION_FIELDS = ("remat", "scan_layers")
+"""Fields that change how a step is scheduled and stored, not what it computes (same logits
+and gradients, tested): left out of a run's identity, so turning them on resumes the run."""
+REMAT_POLICIES = ("none", "full", "dots")
 
-SCAN_IMPLS = ("auto", "sequential", "associative")
+SCAN_IMPLS = ("auto", "sequential", "associative", "chunked", "pallas")
 LAMBDA_INITS = ("ring", "uniform_ac")
 DTYPES = ("float32", "bfloat16")
 
@@ -99,16 +103,21 @@ class ModelConfig:
     param_dtype: str = "float32"
     """Storage dtype of parameters (the optimiser's master weights)."""
     scan_impl: str = "auto"
-    """RG-LRU scan: 'sequential' (lax.scan, time-major), 'associative' or 'auto' (per device)."""
+    """RG-LRU scan: 'sequential' (lax.scan, time-major), 'associative', 'chunked', 'pallas'
+    (the TPU / GPU kernel; interpret mode on CPU) or 'auto' (per platform, at lowering)."""
     scan_unroll: int = 0
     """Unroll of the sequential scan; 0 picks the device's tuned default (see scan.py)."""
     attention_block_size: int = 0
     """Query block of attention: each block attends only to the keys it can see (global: up to
     its end; local: its window too). 0: a quarter of the sequence, at most the window for
     local attention (griffin_core.attention_plan)."""
-    remat: bool = False
-    """Recompute each residual block's activations in the backward pass: the memory of a step
-    then holds one residual stream per layer instead of every intermediate (paper-scale runs)."""
+    remat: str = "none"
+    """Rematerialisation of each residual block in the backward pass: 'none', 'full' (the
+    memory of a step holds one residual stream per layer instead of every intermediate) or
+    'dots' (matmul outputs kept, the rest recomputed). true/false read as 'full'/'none'."""
+    scan_layers: bool = False
+    """Run the residual blocks as a scan over repeats of the block pattern (the remainder
+    unrolled): one compiled body, so deep models compile in seconds (paper presets)."""
 
     def __post_init__(self) -> None:
         if not self.block_pattern:
@@ -142,6 +151,13 @@ class ModelConfig:
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in DTYPES:
                 _fail(name, getattr(self, name), f"one of {list(DTYPES)}")
+        legacy = {True: "full", False: "none", "true": "full", "false": "none"}
+        remat = self.remat.lower() if isinstance(self.remat, str) else self.remat
+        object.__setattr__(self, "remat", legacy.get(remat, remat))
+        if self.remat not in REMAT_POLICIES:
+            _fail("remat", self.remat, f"one of {list(REMAT_POLICIES)}")
+        if not isinstance(self.scan_layers, bool):
+            _fail("scan_layers", self.scan_layers, "true or false")
         if self.scan_impl not in SCAN_IMPLS:
             _fail("scan_impl", self.scan_impl, f"one of {list(SCAN_IMPLS)}")
         for name in ("scan_unroll", "attention_block_size"):
@@ -200,6 +216,7 @@ def ceil_div(a: int, b: int) -> int:
 
 
 __all__ = [
-    "BLOCK_TYPES", "BlockType", "ConfigError", "FAMILY_FIELDS", "FAMILY_PATTERNS", "ModelConfig", "NUMERICS_FIELDS",
+    "BLOCK_TYPES", "BlockType", "ConfigError", "EXECUTION_FIELDS", "FAMILY_FIELDS", "FAMILY_PATTERNS", "ModelConfig",
+    "NUMERICS_FIELDS", "REMAT_POLICIES",
     "ceil_div",
 ]

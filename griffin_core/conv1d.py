@@ -24,9 +24,9 @@ class Conv1D(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
 
     def setup(self) -> None:
-        self.w = self.param("w", init.conv1d_normal(self.temporal_width),
+        self.w = self.param("w", init.named(init.conv1d_normal(self.temporal_width), "conv", "rnn"),
                             (self.temporal_width, self.width), self.param_dtype)
-        self.b = self.param("b", nn.initializers.zeros_init(), (self.width,), self.param_dtype)
+        self.b = self.param("b", init.zeros("rnn"), (self.width,), self.param_dtype)
 
     def __call__(self, x: jax.Array, segment_pos: jax.Array) -> jax.Array:
         """x: [B, T, C], segment_pos: [B, T] -> [B, T, C]."""

@@ -14,7 +14,16 @@ import jax
 import jax.numpy as jnp
 
 from griffin_core.config import ModelConfig
+from griffin_core.layer_layout import to_layout
 from griffin_core.model import Cache, Griffin, init_cache
+
+
+def unrolled(cfg: ModelConfig, params: Any) -> tuple[ModelConfig, Any]:
+    """Decoding runs the unrolled layout (per-layer caches): a scanned model's parameters are
+    sliced into it (inside the caller's jit, once per call)."""
+    if not cfg.scan_layers:
+        return cfg, params
+    return cfg.replace(scan_layers=False), to_layout(params, cfg, scanned=False)
 
 
 def sample(logits: jax.Array, rng: jax.Array, temperature: float) -> jax.Array:
@@ -28,6 +37,7 @@ def prefill(cfg: ModelConfig, params: Any, tokens: jax.Array, lengths: jax.Array
             ) -> tuple[jax.Array, Cache]:
     """tokens: [B, T] right-padded prompts, lengths: [B] -> (logits at each prompt's last token
     [B, V], caches)."""
+    cfg, params = unrolled(cfg, params)
     logits, cache = Griffin(cfg).apply({"params": params}, tokens, lengths, cache_size,
                                        method=Griffin.prefill)
     last = jnp.take_along_axis(logits, jnp.maximum(lengths - 1, 0)[:, None, None], axis=1)[:, 0]
@@ -40,6 +50,7 @@ def decode_steps(cfg: ModelConfig, params: Any, tokens: jax.Array, start_pos: ja
 
     tokens: [B, S], start_pos: [B] -> (logits [B, S, V], final caches).
     """
+    cfg, params = unrolled(cfg, params)
     model = Griffin(cfg)
 
     def body(cache, inputs):
@@ -62,6 +73,7 @@ def generate(cfg: ModelConfig, params: Any, prompts: jax.Array, lengths: jax.Arr
     Returns tokens [B, num_steps] int32.
     """
     cache_size = cache_size or prompts.shape[1] + num_steps
+    cfg, params = unrolled(cfg, params)
     model = Griffin(cfg)
     logits, cache = prefill(cfg, params, prompts, lengths, cache_size)
     rng, first_rng = jax.random.split(rng)
@@ -77,4 +89,4 @@ def generate(cfg: ModelConfig, params: Any, prompts: jax.Array, lengths: jax.Arr
     return jnp.swapaxes(out, 0, 1)
 
 
-__all__ = ["decode_steps", "generate", "init_cache", "prefill", "sample"]
+__all__ = ["decode_steps", "generate", "init_cache", "prefill", "sample", "unrolled"]

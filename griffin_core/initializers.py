@@ -19,6 +19,16 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 
+def named(initializer, *names):
+    """`initializer` whose parameter carries logical axis names (griffin_core.parallelism), one
+    per dimension (None: never sharded). Values are those of `initializer`."""
+    return nn.with_logical_partitioning(initializer, names)
+
+
+def zeros(*names):
+    return named(nn.initializers.zeros_init(), *names)
+
+
 def lecun_normal():
     return nn.initializers.variance_scaling(1.0, "fan_in", "normal")
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from griffin_core import initializers as init
+from griffin_core.sharding import constrain
 
 
 class MLPBlock(nn.Module):
@@ -20,10 +21,14 @@ class MLPBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [B, T, D] -> [B, T, D]."""
-        dense = lambda n, features, w_init: nn.Dense(  # noqa: E731
-            features, kernel_init=w_init, dtype=self.dtype, param_dtype=self.param_dtype, name=n)
-        gate = dense("up_gelu", self.expanded_width, init.lecun_normal())(x)
-        up = dense("up_linear", self.expanded_width, init.lecun_normal())(x)
+        def dense(name, features, w_init, names):
+            return nn.Dense(features, kernel_init=init.named(w_init, *names), bias_init=init.zeros(names[1]),
+                            dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+
+        # Tensor parallelism: the up-projections split on their output, the down-projection on
+        # its input, so the block needs one all-reduce (of its output).
+        gate = dense("up_gelu", self.expanded_width, init.lecun_normal(), ("embed", "mlp"))(x)
+        up = dense("up_linear", self.expanded_width, init.lecun_normal(), ("embed", "mlp"))(x)
         # tanh-approximated GeLU, as in the reference code.
-        hidden = jax.nn.gelu(gate, approximate=True) * up
-        return dense("down", self.width, init.final_layer_normal(self.depth))(hidden)
+        hidden = constrain(jax.nn.gelu(gate, approximate=True) * up, ("batch", "length", "act_mlp"))
+        return dense("down", self.width, init.final_layer_normal(self.depth), ("mlp", "embed"))(hidden)

@@ -20,11 +20,14 @@ from flax import linen as nn
 from griffin_core import initializers as init
 from griffin_core.attention import AttentionBlock
 from griffin_core.config import ModelConfig
+from griffin_core.layer_layout import SCAN_NAME, scan_groups, to_layout
 from griffin_core.mlp import MLPBlock
 from griffin_core.norms import RMSNorm
 from griffin_core.recurrent_block import RecurrentBlock
+from griffin_core.sharding import constrain, logical_names
 
 Cache = list[dict[str, jax.Array]]  # one dict per layer
+_RESIDUAL = ("batch", "length", "act_embed")
 
 
 class ResidualBlock(nn.Module):
@@ -48,14 +51,49 @@ class ResidualBlock(nn.Module):
         """x: [B, T, D] -> ([B, T, D], this layer's cache if `lengths` is given)."""
         extra = {} if self.block_type == "recurrent" else {"cache_size": cache_size}
         y, cache = self.temporal(self.temporal_pre_norm(x), segment_pos, lengths, **extra)
-        x = x + y
-        return x + self.mlp(self.channel_pre_norm(x)), cache
+        x = constrain(x + y, _RESIDUAL)
+        return constrain(x + self.mlp(self.channel_pre_norm(x)), _RESIDUAL), cache
 
     def step(self, x, pos, cache):
         """x: [B, 1, D], pos: [B] -> ([B, 1, D], cache)."""
         y, cache = self.temporal.step(self.temporal_pre_norm(x), pos, cache)
         x = x + y
         return x + self.mlp(self.channel_pre_norm(x)), cache
+
+
+REMAT_POLICIES = {"none": None, "full": jax.checkpoint_policies.nothing_saveable,
+                  "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+"""`model.remat`: keep every activation ('none'), recompute each residual block's in the
+backward pass ('full': one residual stream per layer is kept), or keep only the matmul outputs
+('dots': the elementwise work is recomputed, the matmuls are not)."""
+
+
+def block_class(cfg: ModelConfig, scanned: bool) -> type[ResidualBlock]:
+    if cfg.remat == "none":
+        return ResidualBlock
+    # nn.remat keeps the parameter names: a remat model reads the same checkpoints. Inside a
+    # scan, XLA cannot merge the recomputation with the forward pass, so CSE need not be
+    # prevented (JAX's advice for remat in loops).
+    return nn.remat(ResidualBlock, policy=REMAT_POLICIES[cfg.remat], prevent_cse=not scanned)
+
+
+class PatternGroup(nn.Module):
+    """One repeat of the block pattern: the body of the scan over layers."""
+
+    config: ModelConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self) -> None:
+        cls = block_class(self.config, scanned=True)
+        self.blocks = [cls(self.config, kind, self.dtype, self.param_dtype, name=f"block_{j}")
+                       for j, kind in enumerate(self.config.block_pattern)]
+
+    def __call__(self, x, segment_pos):
+        """x: [B, T, D] -> ([B, T, D], None): the scan's carry and (no) output."""
+        for block in self.blocks:
+            x, _ = block(x, segment_pos)
+        return x, None
 
 
 class Griffin(nn.Module):
@@ -66,16 +104,31 @@ class Griffin(nn.Module):
     def setup(self) -> None:
         cfg = self.config
         self.compute_dtype = jnp.dtype(cfg.dtype)
-        self.embedding = self.param("embedding", init.embedding_normal(cfg.width),
-                                    (cfg.vocab_size, cfg.width), jnp.dtype(cfg.param_dtype))
-        # nn.remat keeps the parameter names: a remat model reads the same checkpoints.
-        block_cls = nn.remat(ResidualBlock) if cfg.remat else ResidualBlock
-        self.blocks = [block_cls(cfg, kind, self.compute_dtype, jnp.dtype(cfg.param_dtype), name=f"block_{i}")
-                       for i, kind in enumerate(cfg.block_types)]
-        self.final_norm = RMSNorm(cfg.norm_eps, jnp.dtype(cfg.param_dtype))
+        param_dtype = jnp.dtype(cfg.param_dtype)
+        self.embedding = self.param("embedding", init.named(init.embedding_normal(cfg.width), "vocab", "embed"),
+                                    (cfg.vocab_size, cfg.width), param_dtype)
+        groups, period = scan_groups(cfg) if cfg.scan_layers else (0, len(cfg.block_pattern))
+        if groups:
+            # One traced and compiled body for all repeats of the pattern (a 40-layer model
+            # compiles like a 3-layer one); parameters stacked on a leading 'layers' axis.
+            self.layers = nn.scan(PatternGroup, variable_axes={"params": 0}, split_rngs={"params": True},
+                                  in_axes=(nn.broadcast,), length=groups,
+                                  metadata_params={nn.PARTITION_NAME: "layers"})(
+                cfg, self.compute_dtype, param_dtype, name=SCAN_NAME)
+        cls = block_class(cfg, scanned=False)
+        self.blocks = [cls(cfg, cfg.block_types[i], self.compute_dtype, param_dtype, name=f"block_{i}")
+                       for i in range(groups * period, cfg.depth)]
+        self.final_norm = RMSNorm(cfg.norm_eps, param_dtype)
+
+    def _unrolled_only(self, entry: str) -> None:
+        if self.config.scan_layers and scan_groups(self.config)[0]:
+            raise ValueError(f"Griffin.{entry} runs the unrolled layout: convert the parameters with "
+                             "griffin_core.layer_layout.to_layout(params, cfg, scanned=False) and use "
+                             "cfg.replace(scan_layers=False) (griffin_core.decode does)")
 
     def _embed(self, tokens: jax.Array) -> jax.Array:
         x = jnp.take(self.embedding, tokens, axis=0).astype(self.compute_dtype)
+        x = constrain(x, _RESIDUAL)
         if self.config.embed_scale:
             # RecurrentGemma's multiplier: sqrt(D) cast to bfloat16 ("to match training"), in
             # fp32 runs too, then applied in the compute dtype (50.5, not 50.596, at D = 2560).
@@ -87,12 +140,17 @@ class Griffin(nn.Module):
         x = self.final_norm(x)
         logits = jnp.einsum("...d,vd->...v", x, self.embedding.astype(self.compute_dtype),
                             preferred_element_type=jnp.float32)
+        # Split over the vocabulary under tensor parallelism: the loss's log-sum-exp then
+        # reduces across devices and no device holds the whole [B, T, V].
+        logits = constrain(logits, _RESIDUAL[:-1] + ("act_vocab",)) if logits.ndim == 3 else logits
         cap = self.config.logit_softcap
         return cap * jnp.tanh(logits / cap) if cap > 0 else logits
 
     def __call__(self, tokens: jax.Array, segment_pos: jax.Array) -> jax.Array:
         """tokens, segment_pos: [B, T] int -> logits [B, T, V] fp32."""
         x = self._embed(tokens)
+        if hasattr(self, "layers"):
+            x, _ = self.layers(x, segment_pos)
         for block in self.blocks:
             x, _ = block(x, segment_pos)
         return self._logits(x)
@@ -104,6 +162,7 @@ class Griffin(nn.Module):
         (prompt + generated) the global-attention caches must hold.
         Returns logits [B, T, V] (rows past a prompt's length are padding) and the caches.
         """
+        self._unrolled_only("prefill")
         positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
         x = self._embed(tokens)
         caches = []
@@ -115,6 +174,7 @@ class Griffin(nn.Module):
     def step(self, tokens: jax.Array, pos: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
         """tokens: [B] the current token of each sequence, pos: [B] its position.
         Returns logits [B, V] fp32 and the updated caches."""
+        self._unrolled_only("step")
         x = self._embed(tokens[:, None])
         new_cache = []
         for block, layer_cache in zip(self.blocks, cache):
@@ -132,6 +192,18 @@ def init_cache(cfg: ModelConfig, batch: int, cache_size: int) -> Cache:
 
 
 def init_params(cfg: ModelConfig, rng: jax.Array, seq_len: int = 8) -> Any:
-    """Parameters of `cfg`'s model. Shapes do not depend on `seq_len`."""
+    """Parameters of `cfg`'s model. Shapes do not depend on `seq_len`.
+
+    A scanned model gets the unrolled model's values, stacked: the same seed gives the same
+    network whatever `scan_layers` says."""
     tokens = jnp.zeros((1, seq_len), jnp.int32)
-    return Griffin(cfg).init(rng, tokens, jnp.zeros((1, seq_len), jnp.int32))["params"]
+    params = nn.unbox(Griffin(cfg.replace(scan_layers=False)).init(rng, tokens, tokens)["params"])
+    return to_layout(params, cfg, scanned=cfg.scan_layers)
+
+
+def param_logical_names(cfg: ModelConfig) -> Any:
+    """The logical axis names of every parameter of `cfg`'s model (griffin_core.parallelism),
+    a tree shaped like its parameters with a tuple per array. Abstract: allocates nothing."""
+    tokens = jnp.zeros((1, 8), jnp.int32)
+    boxed = jax.eval_shape(lambda: Griffin(cfg).init(jax.random.PRNGKey(0), tokens, tokens)["params"])
+    return logical_names(boxed)

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from griffin_core import initializers as init
+
 
 class RMSNorm(nn.Module):
     """y = x / sqrt(mean(x^2) + eps) * (1 + scale). Computed in fp32 (the reference uses the
@@ -17,7 +19,7 @@ class RMSNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [..., D] -> [..., D]."""
-        scale = self.param("scale", nn.initializers.zeros_init(), (x.shape[-1],), self.param_dtype)
+        scale = self.param("scale", init.zeros("embed"), (x.shape[-1],), self.param_dtype)
         x32 = x.astype(jnp.float32)
         var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
         y = x32 * jax.lax.rsqrt(var + self.eps) * (1.0 + scale.astype(jnp.float32))

@@ -15,6 +15,7 @@ from griffin_core import initializers as init
 from griffin_core.config import ModelConfig
 from griffin_core.conv1d import Conv1D
 from griffin_core.rglru import RGLRU
+from griffin_core.sharding import constrain
 
 RecurrentCache = dict[str, jax.Array]  # {"rg_lru": [B, D_RNN] fp32, "conv1d": [B, W-1, D_RNN]}
 
@@ -26,11 +27,15 @@ class RecurrentBlock(nn.Module):
 
     def setup(self) -> None:
         cfg = self.config
-        dense = lambda n, f, w: nn.Dense(f, kernel_init=w, dtype=self.dtype,  # noqa: E731
-                                         param_dtype=self.param_dtype, name=n)
-        self.linear_y = dense("linear_y", cfg.lru_width, init.lecun_normal())
-        self.linear_x = dense("linear_x", cfg.lru_width, init.lecun_normal())
-        self.linear_out = dense("linear_out", cfg.width, init.final_layer_normal(cfg.depth))
+        def dense(name, features, w_init, names):
+            return nn.Dense(features, kernel_init=init.named(w_init, *names), bias_init=init.zeros(names[1]),
+                            dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+
+        # Tensor parallelism splits D_RNN: the input projections on their output, the output
+        # projection on its input; the Conv1D and the RG-LRU then work on their own channels.
+        self.linear_y = dense("linear_y", cfg.lru_width, init.lecun_normal(), ("embed", "rnn"))
+        self.linear_x = dense("linear_x", cfg.lru_width, init.lecun_normal(), ("embed", "rnn"))
+        self.linear_out = dense("linear_out", cfg.width, init.final_layer_normal(cfg.depth), ("rnn", "embed"))
         self.conv_1d = Conv1D(cfg.lru_width, cfg.conv_width, dtype=self.dtype, param_dtype=self.param_dtype)
         self.rg_lru = RGLRU(cfg.lru_width, cfg.num_gate_blocks, c=cfg.lru_c, lambda_init=cfg.lambda_init,
                             sqrt_max_grad=cfg.sqrt_max_grad, scan_impl=cfg.scan_impl,
@@ -39,8 +44,9 @@ class RecurrentBlock(nn.Module):
     def __call__(self, x: jax.Array, segment_pos: jax.Array, lengths: jax.Array | None = None
                  ) -> tuple[jax.Array, RecurrentCache | None]:
         """x: [B, T, D], segment_pos: [B, T] -> ([B, T, D], cache at `lengths` if given)."""
-        y = jax.nn.gelu(self.linear_y(x), approximate=True)
-        xr = self.linear_x(x)
+        names = ("batch", "length", "act_rnn")
+        y = constrain(jax.nn.gelu(self.linear_y(x), approximate=True), names)
+        xr = constrain(self.linear_x(x), names)
         conv = self.conv_1d(xr, segment_pos)
         r, h = self.rg_lru(conv, segment_pos)
         out = self.linear_out(r * y)

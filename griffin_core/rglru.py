@@ -20,6 +20,7 @@ from flax import linen as nn
 
 from griffin_core import initializers as init
 from griffin_core import scan as scan_lib
+from griffin_core.sharding import constrain, local
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -76,8 +77,10 @@ class BlockDiagonalGate(nn.Module):
 
     def setup(self) -> None:
         n, k = self.num_blocks, self.width // self.num_blocks
-        self.w = self.param("w", init.gate_normal(self.width), (n, k, k), self.param_dtype)
-        self.b = self.param("b", nn.initializers.zeros_init(), (n, k), self.param_dtype)
+        # Split by whole blocks under tensor parallelism (the reason the gates are block-diagonal).
+        self.w = self.param("w", init.named(init.gate_normal(self.width), "rnn_block", "rnn_gate", None),
+                            (n, k, k), self.param_dtype)
+        self.b = self.param("b", init.zeros("rnn_block", None), (n, k), self.param_dtype)
 
 
 class RGLRU(nn.Module):
@@ -92,7 +95,7 @@ class RGLRU(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
 
     def setup(self) -> None:
-        self.a_param = self.param("a_param", init.lambda_init(self.lambda_init, self.c),
+        self.a_param = self.param("a_param", init.named(init.lambda_init(self.lambda_init, self.c), "rnn"),
                                   (self.width,), self.param_dtype)
         gate = functools.partial(BlockDiagonalGate, self.width, self.num_blocks, param_dtype=self.param_dtype)
         self.input_gate = gate(name="input_gate")
@@ -121,8 +124,11 @@ class RGLRU(nn.Module):
         """
         x_tm = jnp.swapaxes(x, 0, 1)
         a, b = self._coefficients(x_tm, jnp.swapaxes(segment_pos, 0, 1) == 0)
-        impl, unroll = scan_lib.resolve(self.scan_impl, self.scan_unroll)
-        h, _ = scan_lib.linear_scan(a, b, None, impl=impl, unroll=unroll, time_major=True)
+        # Each device scans its own channels: no communication inside the time loop.
+        a, b = (constrain(v, ("length", "batch", "act_rnn")) for v in (a, b))
+        names = ("length", "batch", "act_rnn")
+        scan = functools.partial(scan_lib.linear_scan, h0=None, impl=self.scan_impl, unroll=self.scan_unroll)
+        h, _ = local(scan, (names, names), (names, names[1:]))(a, b)
         h = jnp.swapaxes(h, 0, 1)
         return h.astype(x.dtype), h
 

@@ -7,8 +7,14 @@ than the arithmetic. Implementations, selected by `ModelConfig.scan_impl`:
   contiguous [B, D] slab. The unroll is tuned per device (`default_unroll`): the reference's
   128 suits TPU; on CPU a small unroll is several times faster (see docs/benchmarks.md).
 - 'associative': `lax.associative_scan` with the operator (a1, b1) . (a2, b2) =
-  (a1 a2, a2 b1 + b2); O(T log T) work but parallel in T, for GPUs.
-- 'auto': the best measured choice for the current backend.
+  (a1 a2, a2 b1 + b2); O(T log T) work but parallel in T.
+- 'chunked': sequential within chunks of `CHUNK` steps (all chunks at once), associative
+  across the chunks' summaries, then one correction pass: pure JAX, parallel in T / CHUNK.
+- 'pallas': the Pallas kernels of `scan_pallas` (Mosaic on TPU, Triton on CUDA GPUs, interpret
+  mode on CPU), one read of a and b and one write of h per element.
+- 'auto': chosen per platform when the program is lowered (`lax.platform_dependent`): the
+  Pallas kernel on TPU and CUDA, the measured-best variant on CPU (sequential, unroll 1). One
+  exported program carries each platform's choice.
 
 All variants compute in fp32 whatever the inputs' dtype: the state accumulates over thousands of
 steps and bf16 would lose the slow-decaying channels.
@@ -19,31 +25,40 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-SCAN_IMPLS = ("sequential", "associative")
+from griffin_core.scan_pallas import PLATFORMS
+
+SCAN_IMPLS = ("sequential", "associative", "chunked", "pallas")
+CHUNK = 64
+"""Steps per chunk of the 'chunked' scan."""
 
 # Sequential-scan unroll per backend. TPU: the reference code's setting. GPU defaults to the
 # associative scan. CPU: 1, the fastest in `griffin-bench scan` at [T, B, D] = [2048, 8, 1024]
 # fp32 (docs/benchmarks.md). XLA:CPU fuses an unrolled body's k steps into one loop fusion
 # that recomputes the chain for each of its k outputs (about k/2 multiply-adds per element),
 # so speed falls with k: unroll 2 ran at ~0.8x of unroll 1, 8 at ~0.25x, 128 at ~0.02x.
-_DEFAULT_UNROLL = {"tpu": 128, "cpu": 1, "gpu": 8}
-
-
-def default_impl(backend: str | None = None) -> str:
-    backend = backend or jax.default_backend()
-    return "associative" if backend in ("gpu", "cuda", "rocm") else "sequential"
+_DEFAULT_UNROLL = {"tpu": 128, "cpu": 1, "gpu": 8, "cuda": 8, "rocm": 8}
 
 
 def default_unroll(backend: str | None = None) -> int:
     return _DEFAULT_UNROLL.get(backend or jax.default_backend(), 1)
 
 
-def resolve(impl: str, unroll: int) -> tuple[str, int]:
-    """Turn 'auto' / 0 into this device's concrete (impl, unroll)."""
-    impl = default_impl() if impl == "auto" else impl
-    if impl not in SCAN_IMPLS:
-        raise ValueError(f"scan_impl={impl!r}: expected one of {SCAN_IMPLS} or 'auto'")
-    return impl, (unroll or default_unroll())
+def current_platform() -> str:
+    """The lowering platform of the default device: 'cpu', 'tpu', 'cuda' or 'rocm'."""
+    backend = jax.default_backend()
+    if backend != "gpu":
+        return backend
+    version = jax.devices()[0].client.platform_version.lower()
+    return "rocm" if "rocm" in version or "hip" in version else "cuda"
+
+
+def check_platform(impl: str, platform: str) -> None:
+    """ValueError naming the platforms when `impl` cannot run on `platform`."""
+    if impl not in SCAN_IMPLS + ("auto",):
+        raise ValueError(f"model.scan_impl={impl!r} is invalid: one of {list(SCAN_IMPLS + ('auto',))}")
+    if impl == "pallas" and platform not in PLATFORMS:
+        raise ValueError(f"model.scan_impl='pallas' has no kernel on platform {platform!r}: "
+                         f"supported {list(PLATFORMS)} (cpu in interpret mode); use 'auto' or 'chunked'")
 
 
 def sequential_scan_time_major(
@@ -91,15 +106,67 @@ def associative_scan(
     return h, jax.lax.index_in_dim(h, -1, axis, keepdims=False)
 
 
+def chunked_scan(a: jax.Array, b: jax.Array, h0: jax.Array | None = None, chunk: int = CHUNK
+                 ) -> tuple[jax.Array, jax.Array]:
+    """Same recurrence along the leading (time) axis, in chunks of `chunk` steps.
+
+    1. Within every chunk at once (a `lax.scan` over the chunk's steps on [n, ...] slabs):
+       the local state from zero, and the running product of a.
+    2. Across chunks: the state entering each chunk, by an associative scan of the chunks'
+       (total decay, local last state) pairs, h0 folded into the first.
+    3. h = local state + running product x the entering state.
+    """
+    a = a.astype(jnp.float32)
+    b = b.astype(jnp.float32)
+    t, rest = a.shape[0], a.shape[1:]
+    h0 = jnp.zeros(rest, jnp.float32) if h0 is None else h0.astype(jnp.float32)
+    pad = -t % chunk
+    if pad:  # zeros at the end: met after every real step
+        a, b = (jnp.pad(v, [(0, pad)] + [(0, 0)] * len(rest)) for v in (a, b))
+    n = a.shape[0] // chunk
+    a_c = jnp.swapaxes(a.reshape((n, chunk) + rest), 0, 1)  # [chunk, n, ...]
+    b_c = jnp.swapaxes(b.reshape((n, chunk) + rest), 0, 1)
+
+    def step(carry, ab):
+        h, decay = carry
+        a_t, b_t = ab
+        h, decay = a_t * h + b_t, a_t * decay
+        return (h, decay), (h, decay)
+
+    zeros = jnp.zeros((n,) + rest, jnp.float32)
+    (last, total), (local, running) = jax.lax.scan(step, (zeros, zeros + 1.0), (a_c, b_c))
+    # State entering chunk k: h_in[0] = h0, h_in[k] = total[k-1] h_in[k-1] + last[k-1].
+    entering, _ = associative_scan(total[:-1], last[:-1], h0, axis=0) if n > 1 else (zeros[:0], None)
+    entering = jnp.concatenate([h0[None], entering])  # [n, ...]
+    h = local + running * entering[None]
+    h = jnp.swapaxes(h, 0, 1).reshape((n * chunk,) + rest)[:t]
+    return h, h[-1]
+
+
+def _time_major(impl: str, unroll: int, a, b, h0):
+    if impl == "associative":
+        return associative_scan(a, b, h0, axis=0)
+    if impl == "chunked":
+        return chunked_scan(a, b, h0)
+    if impl == "sequential":
+        return sequential_scan_time_major(a, b, h0, unroll or default_unroll())
+    from griffin_core.scan_pallas import pallas_scan
+
+    h0 = jnp.zeros(a.shape[1:], jnp.float32) if h0 is None else h0
+    # pallas: the kernel everywhere (interpret mode on CPU); auto: the kernel on TPU and CUDA,
+    # the measured-best sequential scan (unroll 1) on CPU. Chosen per platform at lowering.
+    return pallas_scan(a, b, h0, "interpret" if impl == "pallas" else "sequential")
+
+
 def linear_scan(
     a: jax.Array, b: jax.Array, h0: jax.Array | None = None, impl: str = "auto", unroll: int = 0,
     time_major: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
-    """Dispatch to a scan implementation. Arrays are [T, B, D] if time_major else [B, T, D]."""
-    impl, unroll = resolve(impl, unroll)
-    if impl == "associative":
-        return associative_scan(a, b, h0, axis=0 if time_major else 1)
+    """h_t = a_t h_{t-1} + b_t by `impl`. Arrays are [T, B, D] if time_major else [B, T, D].
+    Returns h (fp32, same layout) and the last state [B, D] fp32."""
+    if impl not in SCAN_IMPLS + ("auto",):
+        raise ValueError(f"scan_impl={impl!r}: expected one of {SCAN_IMPLS} or 'auto'")
     if not time_major:
         a, b = jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1)
-    h, h_last = sequential_scan_time_major(a, b, h0, unroll)
+    h, h_last = _time_major(impl, unroll, a, b, h0)
     return (h if time_major else jnp.swapaxes(h, 0, 1)), h_last

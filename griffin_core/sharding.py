@@ -1,65 +1,124 @@
-"""Device meshes and shardings for data (and model) parallelism.
+"""JAX shardings from a `parallelism.MeshPlan`: the device mesh, parameter and train-state
+shardings from the logical names the model declares, activation constraints, and batches.
 
-The mesh has axes ('data', 'model'). Batches are split over 'data'. Parameters are replicated
-over 'data'; on 'model' a matrix is split along its larger dimension when that dimension
-divides evenly (a simple rule that keeps the big MLP and embedding matrices sharded for sizes
-that need it). Works unchanged across processes (jax.distributed): every process builds the
-same global mesh and feeds its own rows.
+The model marks its parameters with `nn.with_logical_partitioning` and its main activations
+with `constrain`. Both are inert until `activate(mesh_plan, mesh)` is entered (on one device,
+and in decoding, they cost nothing). Works unchanged across processes (jax.distributed): every
+process builds the same global mesh and feeds its own rows.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import contextvars
+from typing import Any, Iterator, Sequence
 
 import jax
 import numpy as np
+from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from griffin_core.parallelism import MESH_AXES, MeshPlan
 
-def make_mesh(data_parallel: int = -1, model_parallel: int = 1, devices: list | None = None,
-              batch_size: int | None = None) -> Mesh:
-    """data_parallel = -1: as many devices as divide the batch (all of them for a batch that
-    is a multiple of the device count)."""
+_ACTIVE: contextvars.ContextVar[tuple[MeshPlan, Mesh] | None] = contextvars.ContextVar("griffin_mesh", default=None)
+
+
+def make_mesh(plan: MeshPlan, devices: Sequence[Any] | None = None) -> Mesh:
+    """The ('data', 'fsdp', 'tensor') mesh over the first plan.devices devices."""
     devices = list(jax.devices() if devices is None else devices)
-    if data_parallel == -1:
-        data_parallel = len(devices) // model_parallel
-        while batch_size and data_parallel > 1 and batch_size % data_parallel:
-            data_parallel -= 1
-    needed = data_parallel * model_parallel
-    if needed > len(devices) or needed < 1:
-        raise ValueError(f"trainer.data_parallel x model_parallel = {data_parallel} x {model_parallel} "
-                         f"needs {needed} devices; {len(devices)} available")
-    if batch_size and batch_size % data_parallel:
-        raise ValueError(f"trainer.data_parallel={data_parallel} must divide the batch size {batch_size}")
-    grid = np.array(devices[:needed]).reshape(data_parallel, model_parallel)
-    return Mesh(grid, ("data", "model"))
+    if len(devices) < plan.devices:
+        raise ValueError(f"the mesh {plan.sizes} needs {plan.devices} devices; {len(devices)} available")
+    grid = np.array(devices[:plan.devices]).reshape([plan.sizes[a] for a in MESH_AXES])
+    return Mesh(grid, MESH_AXES)
 
 
-def param_spec(shape: tuple[int, ...], model_size: int) -> P:
-    if model_size == 1 or len(shape) < 2:
+def spec_of(plan: MeshPlan, names: Sequence[str | None] | None, shape: Sequence[int]) -> P:
+    if names is None:
         return P()
-    axis = int(np.argmax(shape))
-    if shape[axis] % model_size:
-        return P()
-    return P(*[("model" if i == axis else None) for i in range(len(shape))])
+    return P(*plan.spec(names, shape))
 
 
-def param_shardings(mesh: Mesh, params: Any) -> Any:
-    """NamedSharding for every leaf of a parameter-shaped tree (arrays or ShapeDtypeStructs)."""
-    size = mesh.shape["model"]
-    return jax.tree_util.tree_map(lambda x: NamedSharding(mesh, param_spec(tuple(x.shape), size)), params)
+def logical_names(abstract_boxed: Any) -> Any:
+    """Logical names of every leaf of a boxed (`nn.LogicallyPartitioned`) tree, as tuples; a
+    leaf without names gets None."""
+    return jax.tree_util.tree_map(lambda x: tuple(x.names) if isinstance(x, nn.Partitioned) else None,
+                                  abstract_boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P("data"))
+def tree_shardings(plan: MeshPlan, mesh: Mesh, names: Any, abstract: Any) -> Any:
+    """NamedShardings for an unboxed tree `abstract` (arrays or ShapeDtypeStructs) whose
+    logical names are `names` (same structure, tuples or None)."""
+    flat_names = jax.tree_util.tree_leaves(names, is_leaf=lambda x: x is None or isinstance(x, tuple))
+    leaves, treedef = jax.tree_util.tree_flatten(abstract)
+    if len(flat_names) != len(leaves):
+        raise ValueError(f"{len(flat_names)} logical names for {len(leaves)} arrays")
+    return treedef.unflatten([NamedSharding(mesh, spec_of(plan, n, x.shape)) for n, x in zip(flat_names, leaves)])
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Rows split over data x fsdp (whichever of them are larger than 1)."""
+    axes = tuple(a for a in ("data", "fsdp") if mesh.shape[a] > 1)
+    return NamedSharding(mesh, P(axes if axes else None))
+
+
+@contextlib.contextmanager
+def activate(plan: MeshPlan, mesh: Mesh) -> Iterator[None]:
+    """Within this context, `constrain` pins activations to the plan's layout (enter it around
+    the tracing of a jitted step: calls of the jitted function do)."""
+    token = _ACTIVE.set((plan, mesh))
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+    """x pinned to the layout its logical names give under the active plan; x itself when no
+    plan is active or it has one device."""
+    active = _ACTIVE.get()
+    if active is None or active[0].devices == 1:
+        return x
+    plan, mesh = active
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec_of(plan, names, x.shape)))
+
+
+def local(fn, in_names: Sequence[Sequence[str | None]], out_names: Sequence[Sequence[str | None]]):
+    """fn run on each device's own shard (`jax.shard_map`) under the active plan, for work that
+    is independent across the sharded dimensions (the RG-LRU scan: per sequence and channel).
+    A kernel's custom call cannot be split by XLA's partitioner, which would gather its inputs
+    whole; run locally it sees its shard and no communication. fn itself with no active plan."""
+    def run(*args):
+        active = _ACTIVE.get()
+        if active is None or active[0].devices == 1:
+            return fn(*args)
+        plan, mesh = active
+        specs = lambda names, arrays: tuple(spec_of(plan, n, a.shape) for n, a in zip(names, arrays))  # noqa: E731
+        out_shapes = jax.eval_shape(fn, *args)
+        return jax.shard_map(fn, mesh=mesh, in_specs=specs(in_names, args), out_specs=specs(out_names, out_shapes),
+                             check_vma=False)(*args)
+    return run
+
+
+def with_mesh(plan: MeshPlan, mesh: Mesh, fn):
+    """fn (a jitted function) called within `activate(plan, mesh)`, so its trace sees the plan."""
+    def call(*args, **kwargs):
+        with activate(plan, mesh):
+            return fn(*args, **kwargs)
+    call.lower = lambda *a, **k: _lower(plan, mesh, fn, *a, **k)  # type: ignore[attr-defined]
+    return call
+
+
+def _lower(plan, mesh, fn, *args, **kwargs):
+    with activate(plan, mesh):
+        return fn.lower(*args, **kwargs)
+
+
 def global_batch(mesh: Mesh, local: dict[str, np.ndarray], global_batch_size: int) -> dict[str, jax.Array]:
-    """Assemble this process's rows into global arrays split over 'data'."""
+    """Assemble this process's rows into global arrays split over data x fsdp."""
     sharding = batch_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v, (global_batch_size,) + v.shape[1:])
             for k, v in local.items()}

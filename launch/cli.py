@@ -6,14 +6,18 @@ import sys
 from typing import Sequence
 
 from experiments.cli import _guard, overrides_parser
+from experiments.configuration import UsageError
 
 
 def _sweep(argv: Sequence[str]) -> int:
     parser = overrides_parser(
         "griffin-sweep",
         "Plan and run a sweep: griffin-sweep experiment=scaling_cpu [family=hawk,griffin size=glob(cpu-*) ...]",
-        {"--dry-run": "print the plan and exit", "--no-live": "no live progress line (logs, CI)"},
+        {"--dry-run": "print the plan and exit", "--no-live": "no live progress line (logs, CI)",
+         "--compile": "compile each run's sharded train step for a simulated mesh of its chips and reject runs "
+                      "whose compiled memory per device does not fit (no run is trained by this step)"},
         "Hydra overrides; comma lists, range() and glob() are axes")
+    parser.add_argument("--plan-json", metavar="PATH", help="also write the plan as JSON (one object per run)")
     args = parser.parse_intermixed_args(argv)
 
     from launch.display import console, plan_table, summary_table
@@ -25,8 +29,10 @@ def _sweep(argv: Sequence[str]) -> int:
 
     base = to_dict(compose(grid.plain))
     name = base["experiment"]["name"]
-    plan = build_plan(name, grid.axes, grid.points, require_data=not args.dry_run)
+    plan = build_plan(name, grid.axes, grid.points, require_data=not args.dry_run, check_memory=not args.compile)
     out = console()
+    if args.compile:
+        compile_with_progress(plan, out)
     out.print(plan_table(plan))
     for key, (preset, mine) in grid.replaced.items():
         out.print(f"axis {key}: the command line's {','.join(mine)} replaces the preset's {','.join(preset)}")
@@ -38,6 +44,17 @@ def _sweep(argv: Sequence[str]) -> int:
         chip_hours = sum(r.tpu["chip_hours"] for r in plan.todo())
         out.print(f"TPU total: {chip_hours:,.0f} chip-hours at {plan.launcher['assumed_mfu']:.0%} MFU")
     out.print(f"{len(plan.todo())} to run, {len(plan.runs) - len(plan.todo())} already done; store {plan.store.root}")
+    if args.plan_json:
+        from launch.compile_check import write_plan_json
+
+        write_plan_json(plan, args.plan_json)
+        out.print(f"plan written to {args.plan_json}")
+    if args.compile:
+        from launch.compile_check import unfit
+
+        bad = unfit(plan)
+        if bad:
+            raise UsageError(f"{len(bad)} run(s) do not fit: " + "; ".join(bad))
     if args.dry_run:
         return 0
     manifest = plan.store.write_sweep(name, {"config": base, "grid": {"axes": grid.axes, "points": grid.points},
@@ -60,8 +77,15 @@ def _sweep(argv: Sequence[str]) -> int:
 
 sweep_main = _guard(_sweep, "griffin-sweep")
 
-if __name__ == "__main__":
-    sys.exit(sweep_main())
+
+def compile_with_progress(plan, out) -> None:
+    from rich.progress import Progress
+
+    from launch.compile_check import compile_plan
+
+    with Progress(console=out, transient=True) as bar:
+        task = bar.add_task("compiling the sharded train steps", total=len(plan.runs))
+        compile_plan(plan, on_result=lambda run: bar.advance(task))
 
 
 def run_with_progress(plan, live: bool = True) -> dict:
@@ -84,3 +108,7 @@ def run_with_progress(plan, live: bool = True) -> dict:
 
     with Live(console=console(), refresh_per_second=2) as live_display:
         return Scheduler(plan, on_change=lambda s: live_display.update(progress_line(s))).run()
+
+
+if __name__ == "__main__":
+    sys.exit(sweep_main())

@@ -31,8 +31,9 @@ def plan_table(plan: Plan) -> Table:
     tpu = plan.launcher["kind"] == "tpu"
     table = Table(title=f"sweep {plan.name}: {len(plan.runs)} runs ({len(plan.todo())} to do)")
     columns = ["run", "params", "tokens", "steps", "FLOPs (exact)", "est. time", "resources", "state"]
+    compiled = any(run.compiled for run in plan.runs)
     if tpu:
-        columns[5:5] = ["chips", "chip-hours", "mem/device"]
+        columns[5:5] = ["chips", "chip-hours", "mesh", "planned/device"] + (["compiled/device"] if compiled else [])
     for col in columns:
         table.add_column(col, justify="left" if col in ("run", "resources", "state") else "right")
     for run in plan.runs:
@@ -42,10 +43,23 @@ def plan_table(plan: Plan) -> Table:
                " ".join(f"{k}={v:g}" for k, v in run.resources.items()), "done" if run.done else run.state.lower()]
         if tpu:
             t = run.tpu
-            row[5:5] = [f"{t['chips']} ({t['pod_type']})", f"{t['chip_hours']:.3g} @ {t['mfu']:.0%} MFU",
+            mesh = f"{t['strategy']} " + "x".join(str(v) for v in t["mesh"].values())
+            row[5:5] = [f"{t['chips']} ({t['pod_type']})", f"{t['chip_hours']:.3g} @ {t['mfu']:.0%} MFU", mesh,
                         f"{t['memory']['total'] / 2**30:.1f}/{t['hbm'] / 2**30:.0f} GiB"]
+            if compiled:
+                row.insert(9, _compiled(run.compiled, t["hbm"]))
         table.add_row(*row)
     return table
+
+
+def _compiled(compiled: dict | None, hbm: float) -> str:
+    if not compiled:
+        return "-"
+    if "error" in compiled:
+        return "[red]error[/red]"
+    total = compiled["compiled_bytes"]["total"]
+    text = f"{total / 2**30:.1f} GiB ({compiled['compile_seconds']:.0f}s)"
+    return text if total <= hbm else f"[red]{text}[/red]"
 
 
 def progress_line(scheduler) -> str:

@@ -18,6 +18,7 @@ from experiments.runner import RunRef, resolve
 from griffin_core import counting
 from griffin_core.config import ConfigError
 from griffin_core.data.errors import DataError
+from griffin_core.parallelism import check_batch, check_model, resolve_mesh
 from launch.tpu_types import parse_pod_type
 from run_store import RunStore, StoreError, one_line
 from run_store.locations import limits_path
@@ -40,6 +41,8 @@ class PlannedRun:
     est_seconds: float | None
     resources: dict[str, float]
     tpu: dict[str, Any] | None = None
+    compiled: dict[str, Any] | None = None
+    """XLA's figures for the compiled train step (launch.compile_check), when asked for."""
 
     @property
     def config(self) -> dict:
@@ -63,9 +66,11 @@ class Plan:
 
 
 def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[str]], *,
-               store_kwargs: dict | None = None, require_data: bool = True) -> Plan:
+               store_kwargs: dict | None = None, require_data: bool = True, check_memory: bool = True) -> Plan:
     """Compose and validate every point; raise UsageError naming the first bad point.
-    require_data=False (dry runs) plans runs whose data is not on this machine."""
+    require_data=False (dry runs) plans runs whose data is not on this machine.
+    check_memory=False keeps runs whose planned memory exceeds their chip (the compiled
+    figure decides instead: launch.compile_check)."""
     refs = []
     for overrides in grid:
         point = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in axes}
@@ -101,6 +106,8 @@ def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[st
         run = PlannedRun(ref, overrides, point, state, flops, None, resources(run_launcher))
         if run_launcher["kind"] == "tpu":
             run.tpu = tpu_plan(spec, run_launcher)
+            if check_memory and not run.tpu["fits"]:
+                raise UsageError(run.tpu["unfit"])
             run.est_seconds = run.tpu["hours"] * 3600
         else:
             run.est_seconds = estimate_seconds(spec, rates, threads=max(1, int(run_launcher["cpus_per_run"])))
@@ -120,27 +127,29 @@ def resources(launcher: dict[str, Any]) -> dict[str, float]:
 
 
 def tpu_plan(spec, launcher: dict[str, Any]) -> dict[str, Any]:
-    """Chips, chip-hours at the stated MFU, and memory per device; rejects runs that do not fit."""
+    """Chips, chip-hours at the stated MFU, the mesh, and memory per device by formula
+    (`fits`, and `unfit`: the one-line reason when it does not)."""
     tpu = parse_pod_type(launcher["tpu_type"])
-    model_parallel = int(spec.trainer["model_parallel"])
-    if tpu.chips % model_parallel:
-        raise UsageError(f"trainer.model_parallel={model_parallel} does not divide the {tpu.chips} chips of {tpu.pod_type}")
-    data_parallel = tpu.chips // model_parallel
-    mem = counting.memory_per_device(spec.model, spec.schedule.batch_size, spec.schedule.seq_len,
-                                     data_parallel=data_parallel, model_parallel=model_parallel,
-                                     microbatches=int(spec.trainer["microbatches"]))
+    trainer = spec.trainer
+    try:
+        mesh = resolve_mesh(trainer["strategy"], trainer["mesh"], tpu.chips, trainer["axis_rules"])
+        check_model(spec.model, mesh)
+        check_batch(mesh, spec.schedule.batch_size, int(trainer["microbatches"]))
+    except ConfigError as err:
+        raise UsageError(f"run {spec.family} {spec.size} on {tpu.pod_type}: {err}") from None
+    mem = counting.memory_per_device(spec.model, spec.schedule.batch_size, spec.schedule.seq_len, sizes=mesh.sizes,
+                                     strategy=mesh.strategy, microbatches=int(trainer["microbatches"]))
     mfu = float(launcher["assumed_mfu"])
     hours = spec.flops()["exact"] / (tpu.chips * tpu.spec.peak_flops_per_chip * mfu) / 3600
     fits = mem["total"] <= tpu.spec.hbm_bytes_per_chip
-    if not fits:
-        raise UsageError(
-            f"run {spec.family} {spec.size} does not fit on {tpu.pod_type}: "
-            f"{mem['total'] / 2**30:.1f} GiB per device (params {mem['params'] / 2**30:.1f}, optimiser "
-            f"{mem['optimizer'] / 2**30:.1f}, activations {mem['activations'] / 2**30:.1f}) > "
-            f"{tpu.spec.hbm_bytes_per_chip / 2**30:.0f} GiB HBM; raise trainer.model_parallel or use a larger slice")
-    return {"pod_type": tpu.pod_type, "chips": tpu.chips, "hosts": tpu.hosts, "mfu": mfu, "hours": hours,
-            "chip_hours": hours * tpu.chips, "memory": mem, "hbm": tpu.spec.hbm_bytes_per_chip,
-            "data_parallel": data_parallel, "model_parallel": model_parallel}
+    unfit = (f"run {spec.family} {spec.size} does not fit on {tpu.pod_type}: "
+             f"{mem['total'] / 2**30:.1f} GiB per device (params {mem['params'] / 2**30:.1f}, optimiser "
+             f"{mem['optimizer'] / 2**30:.1f}, activations {mem['activations'] / 2**30:.1f}) > "
+             f"{tpu.spec.hbm_bytes_per_chip / 2**30:.0f} GiB HBM; shard more (trainer.strategy, trainer.mesh), "
+             f"raise trainer.microbatches or use a larger slice")
+    return {"fits": fits, "unfit": unfit, "pod_type": tpu.pod_type, "chips": tpu.chips, "hosts": tpu.hosts, "mfu": mfu,
+            "hours": hours, "chip_hours": hours * tpu.chips, "memory": mem, "hbm": tpu.spec.hbm_bytes_per_chip,
+            "mesh": mesh.sizes, "strategy": mesh.strategy}
 
 
 def measured_rates(store: RunStore) -> dict[str, float]:

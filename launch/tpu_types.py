@@ -1,4 +1,5 @@
-"""TPU generations for planning: chips per host, peak bf16 FLOP/s and HBM per chip.
+"""TPU generations for planning: chips per host, peak bf16 FLOP/s and HBM per chip, taken from
+the accelerator table `griffin_core.accelerators` (one source of truth for the figures).
 Plain Python (the driver plans TPU sweeps without JAX or a TPU).
 
 Pod-type names follow Cloud TPU: for v2, v3, v4 and v5p the number counts TensorCores (two per
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from griffin_core.accelerators import TPU_GENERATIONS
 from griffin_core.config import ConfigError
 
 
@@ -22,11 +24,10 @@ class TpuGeneration:
 
 
 GENERATIONS = {
-    "v4": TpuGeneration(2, 4, 275e12, 32 * 2**30),
-    "v5p": TpuGeneration(2, 4, 459e12, 95 * 2**30),
-    "v5litepod": TpuGeneration(1, 4, 197e12, 16 * 2**30),
-    "v6e": TpuGeneration(1, 4, 918e12, 32 * 2**30),
+    generation: TpuGeneration(chip.cores_per_chip, chip.chips_per_host, chip.peak_bf16_flops, chip.hbm_bytes)
+    for generation, chip in TPU_GENERATIONS.items()
 }
+"""The Cloud TPU generations a pod type may name (v4, v5p, v5litepod, v6e), from the table."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,7 @@ class TpuSlice:
 
 
 def parse_pod_type(pod_type: str) -> TpuSlice:
-    match = re.fullmatch(r"(v4|v5p|v5litepod|v6e)-(\d+)", pod_type or "")
+    match = re.fullmatch(rf"({'|'.join(map(re.escape, GENERATIONS))})-(\d+)", pod_type or "")
     if not match:
         raise ConfigError(f"launcher.tpu_type={pod_type!r} is not a TPU pod type; expected e.g. "
                           f"v4-16, v5p-32, v5litepod-16, v6e-8 (generations {sorted(GENERATIONS)})")

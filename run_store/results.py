@@ -1,16 +1,19 @@
 """result.json: a run's final figures as one typed record, written by the runner and read by
 analysis (from the store or from a W&B summary).
 
-Schema versions: 2 (this code) adds `data_source` (the data.source the run trained on, so
-analysis tells task runs from text runs without guessing) and `mfu_kind` (what the MFU is a
-fraction of). Results of schema 1 still read: `upgrade` fills the two from the run's
-config.yaml when the store has it (else None). A file of a newer schema is refused.
+Schema versions: 2 added `data_source` (the data.source the run trained on, so analysis tells
+task runs from text runs without guessing) and `mfu_kind` (what the MFU is a fraction of);
+3 (this code) adds `mfu_chip` and `mfu_chips` (which chips, and how many, the MFU's peak is
+of) and renames the measured-peak kind (`OLD_MFU_KINDS`). Results of schemas 1 and 2 still
+read: `upgrade` fills schema 1's data source from the run's config.yaml when the store has it
+(else None), renames the old kind, and leaves the chip fields None. A file of a newer schema
+is refused.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, get_args
 
 import pydantic
 
@@ -19,18 +22,28 @@ from run_store.errors import StoreError
 from run_store.jsonfiles import plain, read_json_at
 from run_store.locations import RESULT_FILE, join
 
-RESULT_SCHEMA_VERSION = 2
+RESULT_SCHEMA_VERSION = 3
 """Version of result.json's layout. Readers refuse files with a newer version."""
 
-MFU_KINDS = ("exact_over_measured_matmul_peak",)
-"""What `mfu` divides by what: the run's exact training FLOPs per second over the dense
-matmul peak measured on the same machine and dtype (griffin-bench limits)."""
+MfuKind = Literal["exact_over_nominal_bf16_peak", "fraction_of_measured_matmul_peak"]
+MFU_KINDS = get_args(MfuKind)
+"""What `mfu` divides by what (experiments/mfu.py decides):
+- "exact_over_nominal_bf16_peak": the run's exact training FLOPs per second over the nominal
+  dense bf16 peak of its chip (`mfu_chip`, from griffin_core.accelerators) x its chips
+  (`mfu_chips`): the same meaning on every machine.
+- "fraction_of_measured_matmul_peak": the same FLOP/s over the dense matmul peak measured on
+  the machine (griffin-bench limits) x the units it was measured on (`mfu_chips`: processes
+  on CPU, devices on an accelerator the table lacks). Not comparable across machines."""
+
+OLD_MFU_KINDS = {"exact_over_measured_matmul_peak": "fraction_of_measured_matmul_peak"}
+"""Kinds of earlier schemas (1 and 2) and their names now. Those runs divided by one
+process's measured peak whatever their process count."""
 
 
 class RunResult(pydantic.BaseModel):
     """result.json. Strict: a string where a number belongs, a bool for an int, or an unknown
     field is an error naming the field. None marks a figure that does not exist (a diverged
-    run has no held-out loss; an installed package has no git SHA; MFU needs a measured peak)."""
+    run has no held-out loss; an installed package has no git SHA; MFU needs a throughput and a peak)."""
 
     model_config = pydantic.ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -73,8 +86,16 @@ class RunResult(pydantic.BaseModel):
     wall_time_s: float
     tokens_per_s: float | None
     mfu: float | None
-    mfu_kind: Literal["exact_over_measured_matmul_peak"] | None
+    """Model FLOPs utilisation: exact training FLOP/s over the peak `mfu_kind` names."""
+    mfu_kind: MfuKind | None
     """What `mfu` is (see MFU_KINDS); None when there is no MFU."""
+    mfu_chip: str | None = None
+    """The chip whose peak `mfu` divides by: the accelerator table's name ('TPU v4') for the
+    nominal peak, JAX's device kind for the measured peak of an accelerator the table lacks;
+    None on CPU, without an MFU, and in results of schema 1 and 2."""
+    mfu_chips: int | None = None
+    """How many of those the peak was multiplied by: the run's chips (JAX devices over all
+    processes); on CPU its processes (the measured peak is one process's cores)."""
     versions: dict[str, str]
     git_sha: str | None
     corpus_fingerprint: str
@@ -107,14 +128,19 @@ def _message(err: pydantic.ValidationError) -> str:
 
 
 def upgrade(data: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A schema-1 result as schema 2: data_source from `config` (the run's config.yaml) when
-    given, mfu_kind from whether it has an MFU (schema 1 always divided exact FLOPs by the
-    measured peak)."""
+    """A schema-1 or -2 result as this schema. Schema 1: data_source from `config` (the run's
+    config.yaml) when given, mfu_kind from whether it has an MFU (schemas 1 and 2 always
+    divided exact FLOPs by the measured peak). Schemas 1 and 2: the measured-peak kind under
+    its new name; mfu_chip and mfu_chips stay None (not recorded then)."""
     out = dict(data)
-    if out.get("schema_version") == 1:
+    version = out.get("schema_version")
+    if version == 1:
         source = ((config or {}).get("data") or {}).get("source") if config else None
         out.setdefault("data_source", source if isinstance(source, str) else None)
-        out.setdefault("mfu_kind", MFU_KINDS[0] if out.get("mfu") is not None else None)
+        out.setdefault("mfu_kind", "exact_over_measured_matmul_peak" if out.get("mfu") is not None else None)
+    if version in (1, 2):
+        if isinstance(out.get("mfu_kind"), str):
+            out["mfu_kind"] = OLD_MFU_KINDS.get(out["mfu_kind"], out["mfu_kind"])
         out["schema_version"] = RESULT_SCHEMA_VERSION
     return out
 

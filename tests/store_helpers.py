@@ -33,7 +33,8 @@ def valid_result(run_id: str, **over) -> dict:
         "flops": {"6ND": 1.2e8, "exact": 1.4e8}, "final_train_loss": 3.2,
         "heldout_loss_nats": 3.3, "heldout_bits_per_byte": 1.2,
         "heldout_loss_by_position": [4.0, 3.5, 3.1], "wall_time_s": 12.5, "tokens_per_s": 1600.0,
-        "mfu": 0.21, "mfu_kind": "exact_over_measured_matmul_peak", "versions": {"jax": "0.10"},
+        "mfu": 0.21, "mfu_kind": "fraction_of_measured_matmul_peak", "mfu_chip": None, "mfu_chips": 1,
+        "versions": {"jax": "0.10"},
         "git_sha": None, "corpus_fingerprint": "abc123", "data_source": "embedded",
         "run_id": run_id, "status": "SUCCESS",
     }

@@ -1,7 +1,7 @@
 """griffin-bench train (experiments/benchmarks/train_bench.py): the training-step benchmark end
 to end through the CLI at a tiny shape, and its argument checks. No test looks at a time; MFU
-is only checked to be a plausible fraction. The malloc comparison is tested in
-test_bench_malloc_children.py."""
+(on CPU the fraction of the measured matmul peak) is only checked to be a plausible fraction.
+The malloc comparison is tested in test_bench_malloc_children.py."""
 
 from __future__ import annotations
 
@@ -52,8 +52,13 @@ def test_train_cli_reports_every_family_ratios_and_ladder(small_peak, tmp_path, 
     assert "griffin/mqa_met" in result["targets"]
     assert "malloc_comparison" not in result and result["max_rss_mib"] > 0
 
+    basis = result["mfu_basis"]  # on CPU the fraction of the measured peak, on a known chip its nominal peak
+    assert basis["kind"] in ("fraction_of_measured_matmul_peak", "exact_over_nominal_bf16_peak")
+    if basis["kind"] == "fraction_of_measured_matmul_peak":
+        assert basis["flops_per_s"] == result["matmul_peak"]["flops_per_s"] and basis["chips"] == 1
+
     printed = capsys.readouterr().out
-    assert "MFU" in printed and "griffin/mqa" in printed and "cpu-30k" in printed
+    assert basis["label"] in printed and "griffin/mqa" in printed and "cpu-30k" in printed
     assert json.loads(out.read_text())["families"] == json.loads(json.dumps(result["families"]))
 
 

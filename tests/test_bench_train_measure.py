@@ -60,3 +60,15 @@ def test_row_figures_from_call_times():
     assert row["params"] == counting.count_params(cfg).total
     assert row["flops_per_token_exact"] == counting.training_flops_per_token(cfg, 8, "exact")
     assert (row["loss_first"], row["loss_last"]) == (5.0, 3.0)
+
+
+@pytest.mark.parametrize("platform, kind, basis", [
+    ("cpu", "cpu", {"kind": "fraction_of_measured_matmul_peak", "label": "fraction of measured matmul peak",
+                    "chip": None, "chips": 1, "flops_per_s": 2e11}),
+    ("tpu", "TPU v5 lite", {"kind": "exact_over_nominal_bf16_peak", "label": "MFU", "chip": "TPU v5e", "chips": 1,
+                            "flops_per_s": 197e12}),
+])
+def test_mfu_basis_is_one_devices_nominal_peak_or_the_measured_peak(platform, kind, basis, monkeypatch):
+    """The step runs on one device: on an 8-chip host the nominal peak is still one chip's."""
+    monkeypatch.setattr(train_measure, "devices", lambda: (platform, kind, 8, 1))
+    assert train_measure.mfu_basis(2e11) == {**basis, "device_kind": kind}

@@ -51,8 +51,21 @@ def test_render_shows_every_table(capsys):
                  "step time griffin/mqa: 0.900 [0.800-1.100] (target <= 1.0)", "step time hawk/mqa: 0.850",
                  "CPU ladder", "cpu-30k", "24 x 3", "10.0% (50,000)",
                  "glibc malloc", "reuse", "1.30", "200K", "2.0",
-                 "target: MFU >= 40% for every family, griffin/mqa <= 1.0: not met"):
+                 "of peak", "fraction of measured matmul peak (cpu: no nominal peak)",
+                 "CPU ladder  T=16 batch=2: fraction of measured matmul peak",
+                 "target: fraction of measured matmul peak >= 40% for every family, griffin/mqa <= 1.0: not met"):
         assert text in out, text
+
+
+def test_on_an_accelerator_the_figure_is_mfu_against_the_nominal_peak(capsys):
+    result = copy.deepcopy(RESULT)
+    result["mfu_basis"] = {"kind": "exact_over_nominal_bf16_peak", "label": "MFU", "chip": "TPU v4", "chips": 1,
+                           "device_kind": "TPU v4", "flops_per_s": 275e12}
+    render(result)
+    out = capsys.readouterr().out
+    assert "nominal dense bf16 peak of 1 x TPU v4 (275 TFLOP/s)" in out
+    assert "matmul peak" not in out.split("x matmul")[0]
+    assert "target: MFU >= 40% for every family" in out
 
 
 @pytest.mark.parametrize("change,verdict", [({}, "not met"), ({"griffin": True}, "met")])

@@ -59,7 +59,7 @@ def test_cpu_ladder_shape_and_range():
     ("width", -4, "width=-4"),
     ("block_pattern", ("recurrent", "mamba"), "block_pattern=.*'mamba'.*recurrent"),
     ("dtype", "float16", "dtype='float16'.*bfloat16"),
-    ("scan_impl", "pallas", "scan_impl='pallas'"),
+    ("scan_impl", "triton", "scan_impl='triton'"),
     ("lambda_init", "zeros", "lambda_init='zeros'"),
     ("rope_fraction", 1.5, "rope_fraction=1.5"),
     ("vocab_size", 2.5, "vocab_size=2.5"),

@@ -30,10 +30,16 @@ def test_memory_arithmetic():
     assert memory.optimizer_bytes(cfg) == 12 * n  # two fp32 moments + fp32 master copy
     assert memory.optimizer_bytes(cfg.replace(param_dtype="float32")) == 8 * n
     one = memory.memory_per_device(cfg, batch=8, seq_len=2048)
-    split = memory.memory_per_device(cfg, batch=8, seq_len=2048, data_parallel=4, model_parallel=2)
-    assert math.isclose(split["params"], one["params"] / 2)
-    assert math.isclose(split["optimizer"], one["optimizer"] / 2)
+    split = memory.memory_per_device(cfg, batch=8, seq_len=2048, sizes={"data": 2, "fsdp": 2, "tensor": 2},
+                                     strategy="fsdp_tp")
+    assert math.isclose(split["params"], one["params"] / 4)
+    assert math.isclose(split["optimizer"], one["optimizer"] / 4)
     assert math.isclose(split["activations"], one["activations"] / 4)
+    dp = memory.memory_per_device(cfg, batch=8, seq_len=2048, sizes={"data": 8}, strategy="dp")
+    assert dp["params"] == one["params"] and math.isclose(dp["activations"], one["activations"] / 8)
+    fsdp = memory.memory_per_device(cfg, batch=8, seq_len=2048, sizes={"fsdp": 8}, strategy="fsdp", microbatches=2)
+    assert math.isclose(fsdp["params"], one["params"] / 8)
+    assert math.isclose(fsdp["activations"], memory.activation_bytes(cfg, 1, 2048))
     assert math.isclose(one["total"], sum(v for k, v in one.items() if k != "total"))
     # Recurrent and local-attention caches do not grow with length; global ones do.
     assert memory.decode_cache_bytes(cfg, 4096) == memory.decode_cache_bytes(cfg, 128)

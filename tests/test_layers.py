@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import jax
+from flax.linen import unbox
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
@@ -52,7 +53,7 @@ def x_input(width, seed=1):
 def test_rglru_matches_numpy(impl):
     x = x_input(24)
     mod = RGLRU(24, 4, scan_impl=impl)
-    params = mod.init(jax.random.PRNGKey(0), x, POS)["params"]
+    params = unbox(mod.init(jax.random.PRNGKey(0), x, POS))["params"]
     params = {**randomize(params), "a_param": params["a_param"]}  # keep the realistic decays
     y, _ = mod.apply({"params": params}, x, POS)
     np.testing.assert_allclose(np.asarray(y), ref.rglru(x, POS, np_params(params)), rtol=2e-5, atol=2e-5)
@@ -61,7 +62,7 @@ def test_rglru_matches_numpy(impl):
 def test_conv1d_matches_numpy():
     x = x_input(24)
     mod = Conv1D(24, 4)
-    params = randomize(mod.init(jax.random.PRNGKey(0), x, POS)["params"])
+    params = randomize(unbox(mod.init(jax.random.PRNGKey(0), x, POS))["params"])
     y = mod.apply({"params": params}, x, POS)
     np.testing.assert_allclose(np.asarray(y), ref.conv1d(x, POS, params["w"], params["b"]), rtol=1e-5, atol=1e-5)
 
@@ -75,7 +76,7 @@ def test_attention_matches_numpy(kind, block):
     c = cfg(attention_block_size=block, num_heads=2)
     x = x_input(16)
     mod = AttentionBlock(c, local=kind == "local_attention")
-    params = randomize(mod.init(jax.random.PRNGKey(0), x, POS)["params"])
+    params = randomize(unbox(mod.init(jax.random.PRNGKey(0), x, POS))["params"])
     y, _ = mod.apply({"params": params}, x, POS)
     expected = ref.mqa(x, POS, np_params(params), c.num_heads, c.rope_dims,
                        window=c.local_window if kind == "local_attention" else None)
@@ -88,7 +89,7 @@ def test_local_attention_sees_window_plus_one_keys():
     x = x_input(16)
     pos = np.broadcast_to(np.arange(T), (B, T)).astype(np.int32)
     mod = AttentionBlock(c, local=True)
-    params = randomize(mod.init(jax.random.PRNGKey(0), x, pos)["params"])
+    params = randomize(unbox(mod.init(jax.random.PRNGKey(0), x, pos))["params"])
     f = lambda xx: mod.apply({"params": params}, xx, pos)[0][:, 10]  # noqa: E731
     base = f(x)
     for key, influences in ((4, False), (5, True)):
@@ -105,7 +106,7 @@ def test_rope_fraction_and_nope():
     c = cfg(use_rope=False)
     x = x_input(16)
     mod = AttentionBlock(c, local=False)
-    params = randomize(mod.init(jax.random.PRNGKey(0), x, POS)["params"])
+    params = randomize(unbox(mod.init(jax.random.PRNGKey(0), x, POS))["params"])
     y, _ = mod.apply({"params": params}, x, POS)
     np.testing.assert_allclose(np.asarray(y), ref.mqa(x, POS, np_params(params), 2, 0), rtol=2e-5, atol=2e-5)
 
@@ -114,7 +115,7 @@ def test_recurrent_block_matches_numpy():
     c = cfg()
     x = x_input(16)
     mod = RecurrentBlock(c)
-    params = mod.init(jax.random.PRNGKey(0), x, POS)["params"]
+    params = unbox(mod.init(jax.random.PRNGKey(0), x, POS))["params"]
     a_param = params["rg_lru"]["a_param"]
     params = randomize(params)
     params["rg_lru"]["a_param"] = a_param
@@ -125,10 +126,10 @@ def test_recurrent_block_matches_numpy():
 def test_rmsnorm_and_mlp_match_numpy():
     x = x_input(16)
     norm = RMSNorm()
-    p = randomize(norm.init(jax.random.PRNGKey(0), x)["params"])
+    p = randomize(unbox(norm.init(jax.random.PRNGKey(0), x))["params"])
     np.testing.assert_allclose(np.asarray(norm.apply({"params": p}, x)), ref.rmsnorm(x, p["scale"]), rtol=1e-5, atol=1e-5)
     mlp = MLPBlock(16, 48, 3)
-    p = randomize(mlp.init(jax.random.PRNGKey(0), x)["params"])
+    p = randomize(unbox(mlp.init(jax.random.PRNGKey(0), x))["params"])
     np.testing.assert_allclose(np.asarray(mlp.apply({"params": p}, x)), ref.mlp(x, np_params(p)), rtol=2e-5, atol=2e-5)
 
 
@@ -138,7 +139,7 @@ def test_whole_model_matches_numpy(family):
     c = cfg(family=family, embed_scale=True, logit_softcap=5.0)
     tokens = np.asarray(jax.random.randint(jax.random.PRNGKey(3), (B, T), 0, c.vocab_size), np.int32)
     model = Griffin(c)
-    params = model.init(jax.random.PRNGKey(0), tokens, POS)["params"]
+    params = unbox(model.init(jax.random.PRNGKey(0), tokens, POS))["params"]
     keep = {k: v["temporal"]["rg_lru"]["a_param"] for k, v in params.items()
             if k.startswith("block_") and "rg_lru" in v["temporal"]}
     params = randomize(params)

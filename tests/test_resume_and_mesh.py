@@ -41,8 +41,8 @@ def _final_params(store_root):
     (run_id,) = store.list_runs()
     ckpt = pathlib.Path(store.ckpt_dir(run_id))
     step = max(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
-    restored = ocp.StandardCheckpointer().restore(ckpt / str(step) / "default")
-    return restored["params"], read_result(store.run_dir(run_id)).to_json(), read_metrics(store.run_dir(run_id))
+    restored = ocp.StandardCheckpointer().restore(ckpt / str(step) / "params")
+    return restored, read_result(store.run_dir(run_id)).to_json(), read_metrics(store.run_dir(run_id))
 
 
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
@@ -85,9 +85,9 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
 def test_one_and_eight_devices_give_the_same_losses(tmp_path):
     """Data parallelism over 8 simulated CPU devices: per-step losses equal the single-device
     run's within 1e-5 relative (the reduction order of the gradient differs)."""
-    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    one = _start(tmp_path / "one", "trainer.data_parallel=1", "trainer.budget.value=8", env=env)
-    eight = _start(tmp_path / "eight", "trainer.data_parallel=8", "trainer.budget.value=8", env=env)
+    one = _start(tmp_path / "one", "trainer.budget.value=8")
+    eight = _start(tmp_path / "eight", "trainer.mesh.data=8", "trainer.budget.value=8",
+                   env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
     for proc in (one, eight):
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err

@@ -1,4 +1,4 @@
-"""run_store.results: the typed result record, its validation, and reading schema 1."""
+"""run_store.results: the typed result record, its validation, and reading schemas 1 and 2."""
 
 from __future__ import annotations
 
@@ -21,7 +21,19 @@ def test_a_complete_result_round_trips(tmp_path):
     assert read == written
     on_disk = json.loads((tmp_path / "runs" / run_id / "result.json").read_text())
     assert set(on_disk) == set(rs.RESULT_FIELDS)  # every field written, nulls included
-    assert read.data_source == "embedded" and read.mfu_kind == "exact_over_measured_matmul_peak"
+    assert read.data_source == "embedded" and read.mfu_kind == "fraction_of_measured_matmul_peak"
+    assert (read.mfu_chip, read.mfu_chips) == (None, 1)
+
+
+def test_a_result_against_a_chips_nominal_peak():
+    run_id = make_id()
+    data = valid_result(run_id, mfu=0.41, mfu_kind="exact_over_nominal_bf16_peak", mfu_chip="TPU v4", mfu_chips=16)
+    result = rs.make_result(**data)
+    assert (result.mfu_kind, result.mfu_chip, result.mfu_chips) == ("exact_over_nominal_bf16_peak", "TPU v4", 16)
+    assert rs.parse_result(result.to_json()) == result
+    # The chip fields are optional: a result written without them reads with None.
+    bare = rs.parse_result({k: v for k, v in result.to_json().items() if k not in ("mfu_chip", "mfu_chips")})
+    assert (bare.mfu_chip, bare.mfu_chips) == (None, None)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -30,6 +42,9 @@ def test_a_complete_result_round_trips(tmp_path):
     ({"flops": {"6ND": "big"}}, r"flops\.6ND: input should be a valid number"),
     ({"status": "DONE"}, r"status: input should be"),
     ({"mfu_kind": "vendor"}, r"mfu_kind: input should be"),
+    ({"mfu_kind": "exact_over_measured_matmul_peak"}, r"mfu_kind: input should be"),  # old name: schema <= 2
+    ({"mfu_chips": "16"}, r"mfu_chips: input should be a valid integer"),
+    ({"mfu_chip": 4}, r"mfu_chip: input should be a valid string"),
     ({"heldout_loss_by_position": [1.0, "x"]}, r"heldout_loss_by_position\.1"),
     ({"colour": "red"}, r"colour is not a result field"),
 ])
@@ -71,15 +86,38 @@ def test_schema_1_results_still_read_with_the_data_source_from_the_config(tmp_pa
     run_id = make_id()
     store = RunStore(tmp_path)
     store.init_run(run_id, {"data": {"source": "selective_copy"}})
-    v1 = {k: v for k, v in valid_result(run_id).items() if k not in ("data_source", "mfu_kind")}
+    added = ("data_source", "mfu_kind", "mfu_chip", "mfu_chips")
+    v1 = {k: v for k, v in valid_result(run_id).items() if k not in added}
     (tmp_path / "runs" / run_id / "result.json").write_text(json.dumps({"schema_version": 1, **v1}))
     result = store.read_result(run_id)
     assert result.schema_version == rs.RESULT_SCHEMA_VERSION
     assert result.data_source == "selective_copy"
-    assert result.mfu_kind == "exact_over_measured_matmul_peak"
+    assert result.mfu_kind == "fraction_of_measured_matmul_peak"  # schema 1 always divided by the measured peak
+    assert (result.mfu_chip, result.mfu_chips) == (None, None)
     # Without a config at hand the source is unknown, not guessed.
     assert rs.parse_result({"schema_version": 1, **v1}).data_source is None
     assert rs.parse_result({"schema_version": 1, **v1, "mfu": None}).mfu_kind is None
+
+
+def test_schema_2_results_still_read_with_the_measured_kind_renamed(tmp_path):
+    """Schema 2 named the measured-peak kind 'exact_over_measured_matmul_peak' and had no chip
+    fields; it reads as this schema with the kind's new name, from a store and leniently (W&B)."""
+    run_id = make_id()
+    v2 = {k: v for k, v in valid_result(run_id).items() if k not in ("mfu_chip", "mfu_chips")}
+    v2 = {**v2, "schema_version": 2, "mfu_kind": "exact_over_measured_matmul_peak"}
+    store = RunStore(tmp_path)
+    store.init_run(run_id, {"data": {"source": "embedded"}})
+    (tmp_path / "runs" / run_id / "result.json").write_text(json.dumps(v2))
+    for result in (store.read_result(run_id), rs.parse_result(v2, strict=False)):
+        assert result.schema_version == rs.RESULT_SCHEMA_VERSION
+        assert (result.mfu, result.mfu_kind) == (0.21, "fraction_of_measured_matmul_peak")
+        assert (result.mfu_chip, result.mfu_chips) == (None, None)
+    assert rs.parse_result({**v2, "mfu": None, "mfu_kind": None}).mfu_kind is None
+    # Only the old name is renamed; a schema-2 file is otherwise checked as strictly as ever.
+    with pytest.raises(StoreError, match="mfu_kind: input should be"):
+        rs.parse_result({**v2, "mfu_kind": "vendor"})
+    with pytest.raises(StoreError, match="mfu_kind missing"):
+        rs.parse_result({k: v for k, v in v2.items() if k != "mfu_kind"})
 
 
 def test_lenient_parsing_for_w_and_b_summaries():

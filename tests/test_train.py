@@ -47,7 +47,7 @@ def test_run_writes_the_store_contract(trained):
         assert all(math.isfinite(r[key]) for r in rows), key
     assert "heldout_loss" in rows[5] and "heldout_loss" in rows[11] and "heldout_loss" not in rows[6]
     result = read_result(run_dir).to_json()
-    assert result["data_source"] == "embedded" and result["mfu_kind"] in (None, "exact_over_measured_matmul_peak")
+    assert result["data_source"] == "embedded" and result["mfu_kind"] in (None, "fraction_of_measured_matmul_peak")
     assert result["status"] == "SUCCESS" and result["tokens"] == 12 * 4 * 32
     assert result["heldout_loss_nats"] < math.log(256)  # it learned something about bytes
     assert result["heldout_bits_per_byte"] == pytest.approx(result["heldout_loss_nats"] / math.log(2))
@@ -111,7 +111,7 @@ def test_griffin_eval_loss_by_position_from_the_checkpoint(trained, capsys):
 def test_a_run_on_cached_programs_equals_one_traced_afresh(tmp_path):
     """A sweep's worker trains runs in turn and keeps the last run's jitted programs: a run of
     another seed on them must train exactly as in a fresh process (nothing of the seed is baked in)."""
-    from experiments.train import programs
+    from experiments.programs import programs
 
     def losses(root, seed):
         assert train_main([*TINY, f"store.root={root}", "--quiet", "family=griffin", f"trainer.seed={seed}"]) == 0
@@ -134,7 +134,7 @@ def test_the_quickly_compiled_init_gives_bitwise_the_same_state():
 
     from experiments.configuration import compose, to_dict
     from experiments.spec import validate
-    from experiments.train import INIT_COMPILER_OPTIONS
+    from experiments.programs import INIT_COMPILER_OPTIONS
     from griffin_core.model import init_params
     from griffin_core.optim import make_optimizer
     from griffin_core.optim_config import OptimSpec

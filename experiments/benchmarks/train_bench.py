@@ -1,7 +1,8 @@
 """`griffin-bench train`: speed of the whole training step (forward, backward, AdamW update) of
-each family, as tokens/s and as MFU against the cached dense-matmul peak. This module is the
-subcommand's command line (`add_arguments`, `run`, registered in experiments/bench.py); the
-work is done by one module per job:
+each family, as tokens/s and as MFU: against the chip's nominal bf16 peak on an accelerator
+of griffin_core.accelerators, else (CPU) as the fraction of the cached dense-matmul peak
+(experiments/mfu.py). This module is the subcommand's command line (`add_arguments`, `run`,
+registered in experiments/bench.py); the work is done by one module per job:
 
 - `step_runner`: the compiled programs that are timed, one model's train step and the matmul
   probe;

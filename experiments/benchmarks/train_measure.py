@@ -1,11 +1,14 @@
 """The measurement of `griffin-bench train`: the fixed shape and the CPU ladder timed in
 interleaved rounds, and each model's figures (tokens/s, MFU, x matmul, page faults).
 
-MFU = (training FLOPs per token under the 'exact' convention of griffin_core.counting x tokens
-per step / step time) / the dense-matmul peak of this machine, which `limits.matmul_peak()`
-measures once and caches with its provenance. The FLOPs are what an ideal implementation must
-compute (causal attention counted once per kept logit), so MFU charges the implementation for
-everything it spends beyond that.
+"mfu" = (training FLOPs per token under the 'exact' convention of griffin_core.counting x
+tokens per step / step time) / a peak that `mfu_basis` chooses (experiments/mfu.py): on a chip
+of the accelerator table, its nominal dense bf16 peak x the one device a step runs on (the
+step is not sharded), kind "exact_over_nominal_bf16_peak"; on CPU the fraction of the
+dense-matmul peak of this machine, which `limits.matmul_peak()` measures once and caches with
+its provenance, kind "fraction_of_measured_matmul_peak". The FLOPs are what an ideal
+implementation must compute (causal attention counted once per kept logit), so the figure
+charges the implementation for everything it spends beyond that.
 
 On a shared machine the speed a process gets drifts by 2-3x within seconds, and the cached peak
 was measured at another moment. So a square fp32 matmul of the peak's size is also timed in
@@ -24,6 +27,7 @@ from statistics import median
 from experiments.benchmarks import limits, time_interleaved
 from experiments.benchmarks.heap import disable_trim, max_rss_mib, release_free_memory, room_for_no_trim
 from experiments.benchmarks.step_runner import StepRunner, matmul_probe
+from experiments.mfu import LABELS, devices, utilisation
 from griffin_core import counting
 from griffin_core.config import ModelConfig
 from griffin_core.sizes import CPU_SIZES, model_config
@@ -68,6 +72,16 @@ def _row(name: str, runner: StepRunner, seconds: list[float], faults: list[int],
         "page_faults_per_step": median(faults) / runner.steps,
         "loss_first": runner.first_loss, "loss_last": runner.losses[-1],
     }
+
+
+def mfu_basis(measured_peak: float) -> dict[str, Any]:
+    """What the benchmark's "mfu" divides by on this machine's default device: its kind, the
+    report's label for it, the chip and count, and the peak FLOP/s (one device: a step runs
+    on one, so never the peak of all the host's devices)."""
+    platform, kind, _, _ = devices()
+    basis = utilisation(1.0, platform, kind, 1, measured_peak)
+    return {"kind": basis.kind, "label": LABELS[basis.kind], "chip": basis.chip, "chips": basis.chips,
+            "device_kind": kind, "flops_per_s": basis.peak_flops_per_s}
 
 
 def _ratio(times: dict[str, list[float]], num: str, den: str) -> dict[str, Any]:
@@ -116,6 +130,7 @@ def run_train_bench(shape: dict[str, int] | None = None, families: Sequence[str]
     if unknown or not families:
         raise ValueError(f"families {list(families)}: expected a non-empty subset of {list(FAMILIES)}")
     peak = limits.matmul_peak()
+    basis = mfu_basis(peak["flops_per_s"])
     n = matmul_n or int(peak["shape"][0])
     probe, probe_flops = matmul_probe(n)
 
@@ -129,7 +144,7 @@ def run_train_bench(shape: dict[str, int] | None = None, families: Sequence[str]
         trim = ("off" if disable_trim() else "unchanged") if need is None else f"kept: {need}"
         progress(f"glibc trimming: {trim}")
     progress(f"timing {len(runners)} families, {repeats} rounds")
-    rows, step_s, probe_rate = _time_models(runners, probe, probe_flops, repeats, seed, peak["flops_per_s"])
+    rows, step_s, probe_rate = _time_models(runners, probe, probe_flops, repeats, seed, basis["flops_per_s"])
     ratios = {f"{f}/mqa": _ratio(step_s, f, "mqa") for f in ("griffin", "hawk") if f in runners and "mqa" in runners}
     max_rss_mb = max_rss_mib()
     runners_temp = {f: r.temp_bytes for f, r in runners.items()}
@@ -147,7 +162,7 @@ def run_train_bench(shape: dict[str, int] | None = None, families: Sequence[str]
                 r.calibrate(ladder_call_seconds)
                 ladder_runners[f"{size}/{family}"] = r
         progress(f"timing the ladder, {repeats} rounds")
-        lrows, _, _ = _time_models(ladder_runners, probe, probe_flops, repeats, seed, peak["flops_per_s"])
+        lrows, _, _ = _time_models(ladder_runners, probe, probe_flops, repeats, seed, basis["flops_per_s"])
         for name, row in lrows.items():
             size = name.split("/")[0]
             ladder_rows.append({"size": size, "width": CPU_SIZES[size].width, "depth": CPU_SIZES[size].depth,
@@ -167,6 +182,7 @@ def run_train_bench(shape: dict[str, int] | None = None, families: Sequence[str]
         "seed": seed,
         "matmul_peak": {k: peak[k] for k in ("flops_per_s", "shape", "threads", "measured_at", "source",
                                              "cache_path", "key") if k in peak},
+        "mfu_basis": basis,
         "matmul_in_run": {"n": n, "gflops_per_s": median(probe_rate) / 1e9,
                           "gflops_per_s_rounds": [p / 1e9 for p in probe_rate]},
         "families": [rows[f] for f in families],

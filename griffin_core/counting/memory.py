@@ -88,12 +88,13 @@ def activation_bytes_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, floa
 
 def activation_bytes(cfg: ModelConfig, batch: int, seq_len: int) -> float:
     """Activation bytes kept for the backward pass of one [batch, seq_len] step. With
-    `cfg.remat` each layer keeps only its input (D, compute dtype) and one layer at a time
-    is recomputed in full: the layers' terms are replaced by depth * D c + the largest layer."""
+    `cfg.remat == 'full'` each layer keeps only its input (D, compute dtype) and one layer at a
+    time is recomputed in full: the layers' terms are replaced by depth * D c + the largest
+    layer. 'dots' (matmul outputs kept) is counted as no remat: an upper bound."""
     per_token = activation_bytes_per_token(cfg, seq_len)
-    if cfg.remat:
+    if cfg.remat == "full":
         layers = sum(per_token[k] for k in PER_LAYER_KEYS)
-        one_layer = max(sum(activation_bytes_per_token(cfg.replace(family="custom", depth=1, block_pattern=(kind,), remat=False),
+        one_layer = max(sum(activation_bytes_per_token(cfg.replace(family="custom", depth=1, block_pattern=(kind,), remat="none"),
                                                        seq_len)[k] for k in PER_LAYER_KEYS)
                         for kind in set(cfg.block_types))
         kept = cfg.depth * cfg.width * DTYPE_BYTES[cfg.dtype] + one_layer
@@ -121,22 +122,25 @@ def decode_cache_bytes(cfg: ModelConfig, length: int) -> int:
     return total
 
 
-def memory_per_device(cfg: ModelConfig, batch: int, seq_len: int, data_parallel: int = 1,
-                      model_parallel: int = 1, microbatches: int = 1) -> dict[str, float]:
-    """Bytes per device of one training step, for the planner to reject runs that do not fit.
+def memory_per_device(cfg: ModelConfig, batch: int, seq_len: int, sizes: dict[str, int] | None = None,
+                      strategy: str = "dp", microbatches: int = 1) -> dict[str, float]:
+    """Bytes per device of one training step, planned before anything compiles (the sweep
+    planner's `--compile` reads the compiled figure from XLA beside it).
 
-    `batch` is the global batch (sequences per step). Parameters, gradients and optimiser state
-    are sharded over `model_parallel` (and replicated over `data_parallel`); activations are
-    sharded over `data_parallel` (each device holds batch / data_parallel sequences; their
-    model-parallel sharding is not counted, so this errs on the safe side); gradient
-    accumulation over `microbatches` divides them again. Fragmentation, the
-    compiled code and the data pipeline are not included: keep a margin (docs/counting.md).
+    `batch` is the global batch (sequences per step), `sizes` the mesh (data, fsdp, tensor).
+    Parameters, gradients and optimiser state are divided by the devices the strategy shards
+    them over (dp: none; fsdp: fsdp; fsdp_tp: fsdp x tensor), as if every array divided evenly;
+    activations by the batch's shards data x fsdp and by `microbatches` (their tensor-parallel
+    split is not counted, so this errs on the safe side). Fragmentation, the compiled code and
+    the data pipeline are not included: keep a margin (docs/counting.md).
     """
-    if data_parallel < 1 or model_parallel < 1:
-        raise ValueError(f"data_parallel={data_parallel} and model_parallel={model_parallel} must be >= 1")
-    params = param_bytes(cfg) / model_parallel
-    grads = gradient_bytes(cfg) / model_parallel
-    opt = optimizer_bytes(cfg) / model_parallel
-    acts = activation_bytes(cfg, math.ceil(batch / (data_parallel * microbatches)), seq_len)
+    sizes = {"data": 1, "fsdp": 1, "tensor": 1, **(sizes or {})}
+    if min(sizes.values()) < 1 or microbatches < 1:
+        raise ValueError(f"mesh sizes {sizes} and microbatches={microbatches} must be >= 1")
+    shards = {"dp": 1, "fsdp": sizes["fsdp"], "fsdp_tp": sizes["fsdp"] * sizes["tensor"]}[strategy]
+    params = param_bytes(cfg) / shards
+    grads = gradient_bytes(cfg) / shards
+    opt = optimizer_bytes(cfg) / shards
+    acts = activation_bytes(cfg, math.ceil(batch / (sizes["data"] * sizes["fsdp"] * microbatches)), seq_len)
     return {"params": params, "gradients": grads, "optimizer": opt, "activations": acts,
             "total": params + grads + opt + acts}

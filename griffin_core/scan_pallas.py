@@ -1,0 +1,209 @@
+"""Pallas kernels of the linear recurrence h_t = a_t h_{t-1} + x_t (the RG-LRU's scan).
+
+The scan is memory-bound: each element is read twice (a, x) and written once (h). A kernel
+wins by reading and writing each element exactly once and keeping the state on chip:
+
+- TPU (Mosaic): the grid is (channel blocks, time chunks). A block of `block_d` channels of a
+  `chunk`-step slab [chunk, B, block_d] sits in VMEM; a VMEM scratch carries the fp32 state
+  from one chunk to the next (the time axis is sequential, "arbitrary"; channels "parallel").
+- NVIDIA GPU (Triton): each program owns `block_d` channels of one sequence and walks all of
+  time with the state in registers.
+- CPU: the TPU kernel in Pallas interpret mode (a correctness path, not a fast one).
+
+Document resets need nothing here: the RG-LRU sets a_t = 0 at a document start. Inputs may
+be bf16; the state and h are fp32. The backward pass (custom VJP) is the reverse-time scan of
+the same kernel: with g the cotangent of h, dh_t = g_t + a_{t+1} dh_{t+1}, then dx_t = dh_t,
+da_t = dh_t h_{t-1} and dh0 = a_0 dh_0.
+
+Arrays are time-major [T, B, D]; T, B and D need not be multiples of anything (padded here).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.interpreters import mlir
+
+PLATFORMS = ("tpu", "cuda", "cpu")
+"""Where `pallas` runs: Mosaic on TPU, Triton on CUDA GPUs, interpret mode on CPU."""
+
+TPU_BLOCK_D, TPU_CHUNK = 128, 128  # one lane-width of channels; 128 steps per VMEM slab
+GPU_BLOCK_D = 128
+
+
+def _pad_to(x: jax.Array, axis: int, multiple: int, front: bool = False) -> jax.Array:
+    """Zero-padded to a multiple along `axis`, at the end (or the front). The padding is
+    placed where the scan meets it only after its real steps (forward: at the end; reverse,
+    whose loop starts at the end: at the front), so it never touches a real output."""
+    extra = -x.shape[axis] % multiple
+    if not extra:
+        return x
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (extra, 0) if front else (0, extra)
+    return jnp.pad(x, pad)
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+# ---- kernels (the same recurrence; the loop runs backward in time when `reverse`)
+
+def _tpu_kernel(a_ref, x_ref, h0_ref, h_ref, last_ref, state_ref, *, chunk: int, reverse: bool):
+    """a, x, h: [chunk, B, block_d]; h0, last, state: [B, block_d]."""
+    @pl.when(pl.program_id(1) == 0)
+    def _():
+        state_ref[...] = h0_ref[...].astype(jnp.float32)
+
+    def step(i, h):
+        t = chunk - 1 - i if reverse else i
+        h = a_ref[t].astype(jnp.float32) * h + x_ref[t].astype(jnp.float32)
+        h_ref[t] = h
+        return h
+
+    h = jax.lax.fori_loop(0, chunk, step, state_ref[...])
+    state_ref[...] = h
+    last_ref[...] = h
+
+
+def _gpu_kernel(a_ref, x_ref, h0_ref, h_ref, last_ref, *, length: int, reverse: bool):
+    """a, x, h: [T, 1, block_d] of one sequence; h0, last: [1, block_d]."""
+    def step(i, h):
+        t = length - 1 - i if reverse else i
+        h = a_ref[t].astype(jnp.float32) * h + x_ref[t].astype(jnp.float32)
+        h_ref[t] = h
+        return h
+
+    last_ref[...] = jax.lax.fori_loop(0, length, step, h0_ref[...].astype(jnp.float32))
+
+
+def _call_tpu(a, x, h0, reverse: bool, interpret: bool):
+    from jax.experimental.pallas import tpu as pltpu
+
+    t, b, d = a.shape
+    a, x = (_pad_to(_pad_to(v, 0, TPU_CHUNK, front=reverse), 2, TPU_BLOCK_D) for v in (a, x))
+    h0 = _pad_to(h0, 1, TPU_BLOCK_D)
+    tp, dp = a.shape[0], a.shape[2]
+    chunks = tp // TPU_CHUNK
+    time = (lambda c, k: (chunks - 1 - k, 0, c)) if reverse else (lambda c, k: (k, 0, c))
+    slab = pl.BlockSpec((TPU_CHUNK, b, TPU_BLOCK_D), time)
+    state = pl.BlockSpec((b, TPU_BLOCK_D), lambda c, k: (0, c))
+    h, last = pl.pallas_call(
+        functools.partial(_tpu_kernel, chunk=TPU_CHUNK, reverse=reverse),
+        out_shape=(jax.ShapeDtypeStruct((tp, b, dp), jnp.float32), jax.ShapeDtypeStruct((b, dp), jnp.float32)),
+        grid=(dp // TPU_BLOCK_D, chunks), in_specs=[slab, slab, state], out_specs=(slab, state),
+        scratch_shapes=[pltpu.VMEM((b, TPU_BLOCK_D), jnp.float32)],
+        compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
+        interpret=interpret, name="rglru_scan_tpu",
+    )(a, x, h0)
+    return h, last
+
+
+def _call_gpu(a, x, h0, reverse: bool):
+    from jax.experimental.pallas import triton as pltr
+
+    t, b, d = a.shape
+    block_d = min(GPU_BLOCK_D, _next_pow2(d))
+    a, x = (_pad_to(v, 2, block_d) for v in (a, x))
+    h0 = _pad_to(h0, 1, block_d)
+    dp = a.shape[2]
+    slab = pl.BlockSpec((t, 1, block_d), lambda i, c: (0, i, c))
+    state = pl.BlockSpec((1, block_d), lambda i, c: (i, c))
+    return pl.pallas_call(
+        functools.partial(_gpu_kernel, length=t, reverse=reverse),
+        out_shape=(jax.ShapeDtypeStruct((t, b, dp), jnp.float32), jax.ShapeDtypeStruct((b, dp), jnp.float32)),
+        grid=(b, dp // block_d), in_specs=[slab, slab, state], out_specs=(slab, state),
+        compiler_params=pltr.CompilerParams(num_warps=4, num_stages=1), name="rglru_scan_gpu",
+    )(a, x, h0)
+
+
+def _scan(a, x, h0, platform: str, reverse: bool = False):
+    """h [T, B, D] fp32 and the state after the last step (in scan order) [B, D] fp32."""
+    t, b, d = a.shape
+    if platform == "cuda":
+        h, last = _call_gpu(a, x, h0, reverse)
+    else:
+        h, last = _call_tpu(a, x, h0, reverse, interpret=platform == "cpu")
+    pad = h.shape[0] - t
+    h = h[pad:] if reverse else h[:t]
+    return h[:, :, :d], last[:, :d]
+
+
+# ---- one primitive, lowered per platform
+
+# A primitive with a lowering rule per platform (rather than lax.platform_dependent around
+# pallas_calls): when one program is lowered for several platforms, JAX lowers each rule for
+# its own platform only, so the TPU kernel never meets the CUDA or CPU lowering.
+scan_p = jax.extend.core.Primitive("rglru_linear_scan")
+scan_p.multiple_results = True
+
+
+# Called outside jit: compile the one primitive (its lowering is the only implementation).
+scan_p.def_impl(lambda *args, **params: jax.jit(functools.partial(scan_p.bind, **params))(*args))
+
+
+@scan_p.def_abstract_eval
+def _abstract(a, x, h0, *, reverse: bool, cpu: str):
+    return (jax.core.ShapedArray(a.shape, jnp.float32), jax.core.ShapedArray(h0.shape, jnp.float32))
+
+
+def _sequential(a, x, h0, reverse: bool):
+    """The reference recurrence with lax.scan (CPU's 'auto' and platforms without a kernel)."""
+    def step(h, ax):
+        h = ax[0].astype(jnp.float32) * h + ax[1].astype(jnp.float32)
+        return h, h
+
+    last, h = jax.lax.scan(step, h0.astype(jnp.float32), (a, x), reverse=reverse)
+    return h, last
+
+
+def _lower(platform: str):
+    def impl(a, x, h0, *, reverse, cpu):
+        if platform == "cpu" and cpu == "sequential" or platform == "other":
+            return _sequential(a, x, h0, reverse)
+        return _scan(a, x, h0, platform, reverse)
+    return mlir.lower_fun(impl, multiple_results=True)
+
+
+for _platform in ("tpu", "cuda", "cpu"):
+    mlir.register_lowering(scan_p, _lower(_platform), platform=_platform)
+mlir.register_lowering(scan_p, _lower("other"))
+
+
+def _bind(a, x, h0, reverse: bool, cpu: str):
+    return scan_p.bind(a, x, h0, reverse=reverse, cpu=cpu)
+
+
+# ---- the differentiable scan
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def pallas_scan(a: jax.Array, x: jax.Array, h0: jax.Array, cpu: str = "interpret") -> tuple[jax.Array, jax.Array]:
+    """a, x: [T, B, D] (any float dtype), h0: [B, D] -> (h [T, B, D] fp32, h_T [B, D] fp32).
+
+    The kernel of the platform the program is compiled for. cpu: 'interpret' (the TPU kernel
+    in Pallas interpret mode: `scan_impl=pallas`) or 'sequential' (`scan_impl=auto`)."""
+    h, _ = _bind(a, x, h0, False, cpu)
+    return h, h[-1]
+
+
+def _fwd(a, x, h0, cpu):
+    h, _ = _bind(a, x, h0, False, cpu)
+    return (h, h[-1]), (a, h, h0, jnp.zeros((), x.dtype))
+
+
+def _bwd(cpu, res, cotangents):
+    a, h, h0, x_dtype = res
+    g_h, g_last = cotangents
+    g = g_h.astype(jnp.float32).at[-1].add(g_last.astype(jnp.float32))
+    # dh_t = g_t + a_{t+1} dh_{t+1}: the same recurrence run backward with a shifted by one.
+    a_next = jnp.concatenate([a[1:].astype(jnp.float32), jnp.zeros_like(a[:1], jnp.float32)])
+    dh, _ = _bind(a_next, g, jnp.zeros_like(h0, jnp.float32), True, cpu)
+    h_prev = jnp.concatenate([h0[None].astype(jnp.float32), h[:-1]])
+    return (dh * h_prev).astype(a.dtype), dh.astype(x_dtype.dtype), (a[0].astype(jnp.float32) * dh[0]).astype(h0.dtype)
+
+
+pallas_scan.defvjp(_fwd, _bwd)

@@ -1,0 +1,122 @@
+"""Multi-device checks, run by tests/test_sharding_meshes.py in a subprocess started with
+simulated CPU devices: `python tests/mesh_checks.py CHECK [TMPDIR]` prints one JSON object.
+
+- hlo: Griffin 400M (the paper's row) compiled under fsdp_tp on 16 devices: collectives inside
+  the RG-LRU's time loops, and elsewhere; per-device parameter bytes under fsdp on 16.
+- losses: a small Griffin trained 3 steps on 1 device and on 8 under dp, fsdp and fsdp_tp 2x4.
+- checkpoints: saved after 2 steps under fsdp on 8 devices, restored on 1 device, under
+  fsdp_tp 2x4 and in the scanned layout, then 2 more steps each; an asynchronous save too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments.compile_probe import abstract_batch  # noqa: E402
+from experiments.programs import programs, restore_state  # noqa: E402
+from griffin_core.checkpoint import Checkpointer  # noqa: E402
+from griffin_core.config import ModelConfig  # noqa: E402
+from griffin_core.optim_config import OptimSpec  # noqa: E402
+from griffin_core.parallelism import resolve_mesh  # noqa: E402
+from griffin_core.sharding import global_batch, make_mesh  # noqa: E402
+from griffin_core.sizes import model_config  # noqa: E402
+from hlo_text import COLLECTIVES, collectives_in, computations, while_loops  # noqa: E402
+
+SMALL = ModelConfig(family="griffin", vocab_size=64, width=32, depth=4, num_heads=4, lru_width=32, num_gate_blocks=4,
+                    local_window=8)
+OPTIM = OptimSpec(lr=3e-3, total_steps=10, warmup_steps=2)
+BATCH, LENGTH = 8, 16
+
+
+def build(cfg, strategy: str, sizes: dict, devices: int):
+    layout = resolve_mesh(strategy, sizes, devices)
+    mesh = make_mesh(layout, jax.devices()[:devices])
+    return programs(cfg, OPTIM, 1, layout, mesh), mesh
+
+
+def hlo() -> dict:
+    cfg = model_config("griffin", "400M", 256_000, dtype="bfloat16", scan_layers=True, remat="full")
+    jitted, mesh = build(cfg, "fsdp_tp", {"fsdp": 4, "tensor": 4}, 16)
+    text = jitted.step.lower(jitted.abstract_state, abstract_batch(mesh, 16, 2048)).compile().as_text()
+    comps = computations(text)
+    loops = while_loops(text, "rg_lru")
+    inside = sorted({c for body in loops for c in collectives_in(comps, body)})
+    everywhere = sum(len(re.findall(rf"\b{c}(?:-start)?\(", text)) for c in COLLECTIVES)
+    # Arrays with a whole 256,000-entry vocabulary dimension (logits, their gradient, the
+    # embedding gathered): none, with the vocabulary split over `tensor`.
+    whole_vocab = re.findall(r"\b(?:f32|bf16|s32)\[[\d,]*\b256000\b[\d,]*\]", text)
+    fsdp, _ = build(cfg, "fsdp", {}, 16)
+
+    def nbytes(tree, per_device: bool) -> int:
+        leaves = jax.tree_util.tree_leaves(tree)
+        shape = (lambda x: x.sharding.shard_shape(x.shape)) if per_device else (lambda x: x.shape)
+        return sum(math.prod(shape(x)) * x.dtype.itemsize for x in leaves)
+
+    state = fsdp.abstract_state
+    return {"rglru_loops": len(loops), "collectives_in_rglru_loops": inside, "collectives_in_step": everywhere,
+            "whole_vocab_arrays": len(whole_vocab), "param_bytes": nbytes(state.params, False),
+            "fsdp_param_bytes_per_device": nbytes(state.params, True), "opt_bytes": nbytes(state.opt_state, False),
+            "fsdp_opt_bytes_per_device": nbytes(state.opt_state, True)}
+
+
+def _batches(n: int):
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        tokens = rng.integers(0, 64, (BATCH, LENGTH + 1)).astype(np.int32)
+        pos = np.concatenate([np.arange(10), np.arange(LENGTH - 10)])[None].repeat(BATCH, 0).astype(np.int32)
+        yield {"tokens": tokens[:, :-1], "targets": tokens[:, 1:], "segment_pos": pos,
+               "loss_mask": np.ones((BATCH, LENGTH), np.float32), "segment_ids": (pos == 0).cumsum(1).astype(np.int32)}
+
+
+def _train(jitted, mesh, state, batches) -> tuple[object, list[float]]:
+    losses = []
+    for batch in batches:
+        state, metrics = jitted.step(state, global_batch(mesh, batch, BATCH))
+        losses.append(float(metrics["loss"]))
+    return state, losses
+
+
+def losses() -> dict:
+    out = {}
+    for name, strategy, sizes, devices in [("one", "dp", {}, 1), ("dp", "dp", {}, 8), ("fsdp", "fsdp", {}, 8),
+                                           ("fsdp_tp", "fsdp_tp", {"fsdp": 2, "tensor": 4}, 8)]:
+        jitted, mesh = build(SMALL, strategy, sizes, devices)
+        _, out[name] = _train(jitted, mesh, jitted.init(jax.random.PRNGKey(0)), _batches(3))
+    return out
+
+
+def checkpoints(folder: str) -> dict:
+    batches = list(_batches(4))
+    jitted, mesh = build(SMALL, "fsdp", {}, 8)
+    state, _ = _train(jitted, mesh, jitted.init(jax.random.PRNGKey(0)), batches[:2])
+    with Checkpointer(os.path.join(folder, "sync")) as ckpt:
+        ckpt.save(2, state)
+    with Checkpointer(os.path.join(folder, "async"), async_save=True) as ckpt:
+        ckpt.save(2, state)  # written in the background; closing waits for it
+    out = {}
+    _, out["fsdp_straight"] = _train(jitted, mesh, state, batches[2:])
+    for name, cfg, strategy, sizes, devices, where in [
+            ("one_device", SMALL, "dp", {}, 1, "sync"), ("fsdp_tp", SMALL, "fsdp_tp", {"fsdp": 2, "tensor": 4}, 8, "sync"),
+            ("scanned", SMALL.replace(scan_layers=True), "fsdp", {}, 8, "sync"), ("async", SMALL, "fsdp", {}, 8, "async")]:
+        jitted, mesh = build(cfg, strategy, sizes, devices)
+        with Checkpointer(os.path.join(folder, where)) as ckpt:
+            restored = restore_state(ckpt, 2, cfg, jitted)
+        leaf = jax.tree_util.tree_leaves(restored.params)[0]
+        out[name + "_devices"] = len(leaf.sharding.device_set)
+        _, out[name] = _train(jitted, mesh, restored, batches[2:])
+    return out
+
+
+if __name__ == "__main__":
+    check = sys.argv[1]
+    result = {"hlo": hlo, "losses": losses}.get(check)
+    print(json.dumps(result() if result else checkpoints(sys.argv[2])))

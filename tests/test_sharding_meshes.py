@@ -1,0 +1,77 @@
+"""Sharding proven by the compiler and by equal losses, on simulated CPU devices (each check
+runs tests/mesh_checks.py in a subprocess started with that many devices)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from hlo_text import collectives_in, computations, while_loops
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _check(name: str, devices: int, *args: str) -> dict:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "mesh_checks.py"), name, *args], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_rglru_time_loop_has_no_collectives_and_fsdp_shards_parameters():
+    """Griffin 400M under fsdp_tp (4 x 4) on 16 devices: the step communicates (FSDP gathers,
+    tensor-parallel reductions), but no collective sits inside any RG-LRU time loop, forward
+    or backward, and no array holds the whole vocabulary (logits and their gradient stay split);
+    under fsdp on 16 devices each holds 1/16 of the parameters and of the optimiser state."""
+    out = _check("hlo", 16)
+    assert out["rglru_loops"] >= 4  # scanned group: 2 recurrent layers, forward and backward
+    assert out["collectives_in_step"] > 0
+    assert out["collectives_in_rglru_loops"] == []
+    assert out["whole_vocab_arrays"] == 0
+    assert abs(out["fsdp_param_bytes_per_device"] * 16 / out["param_bytes"] - 1) < 0.01
+    assert abs(out["fsdp_opt_bytes_per_device"] * 16 / out["opt_bytes"] - 1) < 0.01
+
+
+def test_one_and_eight_devices_under_every_strategy_give_the_same_losses():
+    out = _check("losses", 8)
+    for strategy in ("dp", "fsdp", "fsdp_tp"):
+        np.testing.assert_allclose(out[strategy], out["one"], rtol=2e-6, err_msg=strategy)
+
+
+def test_checkpoints_restore_across_meshes_and_layouts(tmp_path):
+    """Saved under fsdp on 8 devices; restored on 1 device, under fsdp_tp 2 x 4, into the
+    scanned layout, and from an asynchronous save: training continues with equal losses."""
+    out = _check("checkpoints", 8, str(tmp_path))
+    assert out["one_device_devices"] == 1 and out["fsdp_tp_devices"] == 8
+    for name in ("one_device", "fsdp_tp", "scanned", "async"):
+        np.testing.assert_allclose(out[name], out["fsdp_straight"], rtol=2e-6, err_msg=name)
+
+
+HLO = """HloModule m
+%inner (p: f32[4]) -> f32[4] {
+  %p = f32[4] parameter(0)
+  ROOT %r = f32[4] all-reduce(%p), to_apply=%add
+}
+%body (p: (s32[], f32[4])) -> (s32[], f32[4]) {
+  %c = f32[4] call(%x), to_apply=%inner
+}
+%quiet (p: (s32[], f32[4])) -> (s32[], f32[4]) {
+  %m = f32[4] multiply(%a, %b)
+}
+ENTRY %main (a: f32[4]) -> f32[4] {
+  %w = (s32[], f32[4]) while(%t), condition=%cond, body=%body, metadata={op_name="x/rg_lru/while"}
+  %v = (s32[], f32[4]) while(%t), condition=%cond, body=%quiet, metadata={op_name="y/rg_lru/while"}
+}
+"""
+
+
+def test_the_hlo_reader_finds_a_collective_called_from_a_loop_body():
+    comps = computations(HLO)
+    assert while_loops(HLO, "rg_lru") == ["body", "quiet"]
+    assert collectives_in(comps, "body") == ["all-reduce"]
+    assert collectives_in(comps, "quiet") == []

@@ -2,6 +2,8 @@
 #   make demo   sets up .venv and runs the main job
 #   make test   sets up .venv and runs the test suite
 # Both install exactly the versions pinned in requirements.lock.
+#   make device-check       on a machine with an NVIDIA GPU: kernel tests and griffin-bench device
+#   make device-check-tpu   the same on a TPU VM
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +13,7 @@ STAMP := $(VENV)/.installed
 # Byte-compiled at install: with PYTHONDONTWRITEBYTECODE set (as on some machines) every process
 # would otherwise recompile jax, flax and ray from source, seconds per sweep worker.
 
-.PHONY: venv demo test bench lock clean
+.PHONY: venv demo test bench lock clean device-check device-check-tpu
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +37,32 @@ test: install
 bench: install
 	$(BIN)/griffin-bench scan
 
+# An accelerator's own virtual environment (.venv-gpu, .venv-tpu): the lock's versions plus the
+# accelerator build of the same jax, pyproject's `gpu` or `tpu` extra (pinned to the lock's jax).
+.venv-%/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+	.venv-$*/bin/uv pip install --quiet --compile-bytecode --python .venv-$*/bin/python -r requirements.lock ".[$*]"
+	touch $@
+
+# The Pallas kernel and model-equality tests on the device, then `griffin-bench device` (about 10
+# min; docs/benchmarks.md). JAX_PLATFORMS names the device: the tests' conftest.py would
+# otherwise pin JAX to the CPU, and a missing device fails here instead of measuring the CPU.
+DEVICE_TESTS := tests/test_scan.py tests/test_scan_export.py
+define device_check
+	.venv-$(1)/bin/uv pip install --quiet --compile-bytecode --python .venv-$(1)/bin/python --no-deps --reinstall-package griffin-scaling .
+	JAX_PLATFORMS=$(2) .venv-$(1)/bin/pytest -p no:cacheprovider $(DEVICE_TESTS)
+	JAX_PLATFORMS=$(2) .venv-$(1)/bin/griffin-bench device --json device.json --markdown device.md
+endef
+
+device-check: .venv-gpu/.installed
+	$(call device_check,gpu,cuda)
+
+device-check-tpu: .venv-tpu/.installed
+	$(call device_check,tpu,tpu)
+
 lock:
 	$(BIN)/uv pip compile requirements.in --python-version 3.11 --quiet -o requirements.lock
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-gpu .venv-tpu build *.egg-info

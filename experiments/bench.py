@@ -4,6 +4,7 @@ same process (see docs/benchmarks.md).
     griffin-bench scan [--batch 8 --length 2048 --width 1024 --repeats 7 --json out.json]
     griffin-bench limits [--force]
     griffin-bench train [--batch 16 --length 512 --width 256 --no-ladder --malloc-children 1]
+    griffin-bench device [--quick --budget 540 --json device.json --markdown device.md]
     griffin-bench sweep [--runs 8 --steps 300 --sweeps seeds,learning_rates]
 
 A subcommand is a pair of functions, `add_arguments(parser)` and `run(args) -> dict`, given to
@@ -103,6 +104,9 @@ register("limits", "streaming bandwidth and the (cached) dense-matmul peak",
          _limits_arguments, _limits_run)
 register("train", "training-step tokens/s and MFU of each family (on CPU: fraction of the cached matmul peak)",
          *_module("experiments.benchmarks.train_bench"))
+register("device", "a GPU or TPU in one command: copy bandwidth, scan variants against it, paper-row "
+         "training steps with MFU, Griffin/MQA at 2K-8K (--quick: tiny sizes, any machine)",
+         *_module("experiments.benchmarks.device_bench"))
 
 
 # --------------------------------------------------------------------------- CLI

@@ -37,21 +37,34 @@ def test_scan_cli_reports_every_variant(tmp_path, capsys):
                         "--json", str(out_json)])
 
     names = [row["name"] for row in result["variants"]]
-    assert len(names) == 3 + 2  # three unrolls, associative, [B,T,D]
-    assert {row["impl"] for row in result["variants"]} == {"sequential", "associative"}
+    assert len(names) == 3 + 4  # three unrolls, associative, chunked, pallas, [B,T,D]
+    assert {row["impl"] for row in result["variants"]} == {"sequential", "associative", "chunked", "pallas"}
     assert {row["layout"] for row in result["variants"]} == {scan_bench.TIME_MAJOR, scan_bench.BATCH_MAJOR}
-    for row in result["variants"]:
+    timed = [row for row in result["variants"] if row["timed"]]
+    (pallas,) = [row for row in result["variants"] if row["impl"] == "pallas"]
+    # On CPU the Pallas kernel runs in interpret mode: checked against the sequential scan once,
+    # at a shape no larger than PALLAS_CHECK_SHAPE, and never timed.
+    assert not pallas["timed"] and pallas["mode"] == scan_bench.INTERPRET == "interpret (correctness only)"
+    assert "gbps" not in pallas and "ratio" not in pallas and "times_ms" not in pallas
+    assert pallas["max_abs_diff"] <= 1e-5 * max(1.0, pallas["max_abs_h"])
+    assert pallas["check_shape"] == {"batch": 2, "length": 16, "width": 8}
+    assert len(timed) == len(names) - 1
+    for row in timed:
         assert row["gbps"] > 0 and math.isfinite(row["gbps"])
         assert row["ratio"] > 0 and math.isfinite(row["ratio"])
         assert len(row["times_ms"]) == 2
     assert result["limit"]["gbps"] > 0
     assert len(result["limit"]["triads"]) >= 2  # XLA and NumPy
-    assert result["best"] in names
+    assert result["best"] in names and result["best"] != pallas["name"]
+    best = next(row for row in timed if row["name"] == result["best"])
+    assert result["target"] == {"x_triad": 0.8, "best_x_triad": best["ratio"], "met": best["ratio"] >= 0.8,
+                                "applies": True}
     assert result["bytes"] == 12 * 2 * 16 * 8
     assert result["machine"]["jax_version"] == jax.__version__
 
     printed = capsys.readouterr().out
     assert "x triad" in printed and "GB/s" in printed
+    assert "interpret (correctness only)" in printed and ">= 0.8x the triad" in printed
     for name in names:
         assert name in printed
     assert json.loads(out_json.read_text())["variants"] == json.loads(json.dumps(result["variants"]))
@@ -64,11 +77,23 @@ def test_scan_variants_agree_with_a_float64_loop():
     assert float(a_tm.min()) > 0 and float(a_tm.max()) < 1
     expected = _scan_float64(a_tm, x_tm)
     variants = scan_bench.build_variants(unrolls=(1, 3, 128), batch_major_unroll=2)
+    assert {v.impl for v in variants} == {"sequential", "associative", "chunked", "pallas"}
     for v in variants:
         a, x = inputs[v.layout]
         h = scan_bench.to_time_major(jax.jit(v.fn)(a, x), v.layout)
         assert h.dtype == np.float32
         np.testing.assert_allclose(np.asarray(h), expected, rtol=1e-5, atol=1e-5, err_msg=v.name)
+
+
+def test_pallas_is_timed_only_where_it_is_compiled():
+    def pallas(platform):
+        return [v for v in scan_bench.build_variants((1,), platform=platform) if v.impl == "pallas"]
+
+    assert [v.timed for v in pallas("cpu")] == [False]  # interpret mode: correctness only
+    assert [v.timed for v in pallas("cuda")] == [True] and [v.timed for v in pallas("tpu")] == [True]
+    assert pallas("rocm") == []  # no kernel
+    assert scan_bench.check_shape(8, 2048, 1024) == scan_bench.PALLAS_CHECK_SHAPE
+    assert scan_bench.check_shape(2, 16, 8) == (2, 16, 8)
 
 
 def test_scan_bench_checks_outputs_itself():

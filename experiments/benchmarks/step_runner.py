@@ -29,11 +29,14 @@ from griffin_core.train_step import init_state, train_step
 class StepRunner:
     """A compiled train step of `cfg` on a fixed random batch, holding its (donated) state.
 
-    Construction compiles the step (`compile_s`, and XLA's temporary bytes `temp_bytes`) and
-    runs one warm-up step. `__call__` runs `steps` optimiser steps (1 until `calibrate`) and
-    blocks until the last is done; every call appends the last step's loss to `losses`."""
+    Construction compiles the step (`compile_s`, and XLA's temporary bytes `temp_bytes`) with
+    `compiler_options` if given (e.g. a lower XLA:CPU optimisation level for smoke runs whose
+    timings do not matter) and runs one warm-up step. `__call__` runs `steps` optimiser steps
+    (1 until `calibrate`) and blocks until the last is done; every call appends the last step's
+    loss to `losses`."""
 
-    def __init__(self, cfg: ModelConfig, batch: int, length: int, seed: int = 0) -> None:
+    def __init__(self, cfg: ModelConfig, batch: int, length: int, seed: int = 0,
+                 compiler_options: dict[str, Any] | None = None) -> None:
         self.cfg, self.batch, self.length = cfg, batch, length
         spec = OptimSpec(lr=1e-3, total_steps=1000, warmup_steps=10)  # the update's cost is what counts
         optimizer = make_optimizer(spec)
@@ -45,7 +48,7 @@ class StepRunner:
         step = jax.jit(functools.partial(train_step, cfg, optimizer, learning_rate_schedule(spec)),
                        donate_argnums=0)
         t0 = time.perf_counter()
-        self.step = step.lower(self.state, self.data).compile()
+        self.step = step.lower(self.state, self.data).compile(compiler_options)
         self.compile_s = time.perf_counter() - t0
         memory = self.step.memory_analysis()
         self.temp_bytes = int(getattr(memory, "temp_size_in_bytes", 0) or 0)

@@ -197,7 +197,8 @@ def _figures_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", metavar="RUNS_DIR",
                    help="run store root, <root>/sweeps/<name>.json, or wandb:ENTITY/PROJECT")
     p.add_argument("--sweep", default=None, help="sweep name within the store (or the W&B group)")
-    p.add_argument("--out", default=None, help="output folder (default <root>/figures[/<sweep>], ./figures for W&B)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default <root>/figures[/<sweep>]; ./figures[/<sweep>] for W&B and buckets)")
     p.add_argument("--convention", default="exact", choices=CONVENTIONS, help="FLOP convention (default exact)")
     p.add_argument("--bootstrap", type=non_negative_int, default=DEFAULT_BOOTSTRAP, metavar="N", help="bootstrap resamples")
     p.add_argument("--starts", default="full", help="Approach-3 start grid (see griffin-fit --help)")
@@ -277,8 +278,14 @@ def figures_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _default_out(source: str, sweep: str | None) -> str:
+    """<root>/figures[/<sweep>] of a local store; ./figures[/<sweep>] for W&B and a bucket
+    (figures are written to local files)."""
+    from run_store import is_url
+
     if str(source).startswith("wandb:"):
         return "figures"
+    if is_url(source):
+        return os.path.join("figures", sweep) if sweep else "figures"
     s = os.fspath(source)
     root = os.path.dirname(os.path.dirname(s)) if s.endswith(".json") else s
     return os.path.join(root, "figures", sweep) if sweep else os.path.join(root, "figures")

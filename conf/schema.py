@@ -77,11 +77,17 @@ class DataConf:
     source: str = "embedded"
     """embedded | text | tokens | hf | selective_copy | induction_heads."""
     path: Optional[str] = None
-    """File or folder for 'text', the .bin token file for 'tokens'."""
+    """File or folder for 'text'; for 'tokens' a .bin file, or a folder with train.bin and val.bin
+    or with token shards and their manifest.json (griffin-data prepare)."""
     vocab_size: Optional[int] = None
-    """Vocabulary of a 'tokens' file (the byte tokenizer and tasks set their own)."""
+    """Vocabulary of a 'tokens' source (default: its manifest's; tokenizers and tasks set their own)."""
     token_dtype: str = "uint16"
-    """Element type of a 'tokens' file: uint16 (nanoGPT), or uint32 for vocabularies over 65,536."""
+    """Element type of a 'tokens' file without a manifest: uint16 (nanoGPT), or uint32 for
+    vocabularies over 65,536 (a manifest states its own)."""
+    tokenizer: Optional[str] = None
+    """Tokenizer of embedded, text and hf sources: None or 'bytes' (UTF-8 bytes), or the path of
+    a SentencePiece model (.model) or Hugging Face tokenizers file (.json); its sha256 enters
+    the data fingerprint. Token files name theirs in their manifest."""
     hf_dataset: Optional[str] = None
     """Hugging Face dataset name for 'hf' (needs the `datasets` package and network)."""
     hf_split: str = "train"
@@ -237,7 +243,11 @@ class LauncherConf:
 @dataclasses.dataclass
 class StoreConf:
     root: str = "results"
-    """Run store root: a local folder or an fsspec URL (gs://...)."""
+    """Run store root: a local folder or an fsspec URL (gs://..., s3://...; docs/launching.md)."""
+    metrics_flush_s: float = 5.0
+    """On a bucket root: metrics rows are written at most this often (seconds), and at every
+    evaluation, checkpoint and exit (a bucket rewrites the whole object on each write). Local
+    roots append every row."""
 
 
 @dataclasses.dataclass

@@ -63,3 +63,7 @@ def _train(argv: Sequence[str]) -> int:
 
 
 train_main = _guard(_train, "griffin-train")
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())

@@ -1,6 +1,7 @@
 """`griffin-eval RUN_DIR [--length L] [--docs N]`: held-out loss by position within documents
 from a run's final checkpoint, at lengths beyond the training length (Fig 5: how far past its
-training length a model keeps improving). Writes `<run>/eval/loss_by_position_<L>.json`."""
+training length a model keeps improving). Writes `<run>/eval/loss_by_position_<L>.json`.
+RUN_DIR is a local folder or a URL (`gs://`, `s3://`: docs/launching.md)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ def with_current_defaults(config: dict) -> dict:
     return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), config), resolve=True)
 
 
+def pulled(folder) -> str:
+    """The folder Orbax reads: the store's own, or (a bucket Orbax cannot read) a local copy of
+    its newest complete checkpoint."""
+    folder.pull()
+    return folder.path
+
+
 def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]:
     import jax
     import numpy as np
@@ -53,9 +61,10 @@ def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]
     from griffin_core.data import count_long_documents, long_documents
     from griffin_core.model import init_params
     from griffin_core.train_step import eval_step
+    from run_store.checkpoints import CheckpointFolder
 
     spec, store, run_id = load_run(run_dir)
-    with Checkpointer(store.ckpt_dir(run_id), read_only=True) as ckpt:
+    with CheckpointFolder(store.ckpt_dir(run_id)) as folder, Checkpointer(pulled(folder), read_only=True) as ckpt:
         step = ckpt.latest_step()
         if step is None:
             raise UsageError(f"{run_dir}: no complete checkpoint to evaluate")
@@ -87,7 +96,7 @@ def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]
 
 def _eval(argv: Sequence[str]) -> int:
     parser = ArgumentParser(prog="griffin-eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dirs", nargs="+", help="run folders (<root>/runs/<run-id>)")
+    parser.add_argument("run_dirs", nargs="+", help="run folders (<root>/runs/<run-id>: a path or a bucket URL)")
     parser.add_argument("--length", type=positive_int, default=None,
                         help="evaluation length (default 4 x training length)")
     parser.add_argument("--docs", type=positive_int, default=16, help="held-out documents to average over")

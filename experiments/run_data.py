@@ -9,8 +9,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from griffin_core.data import (HeldoutBatches, TrainBatches, count_long_documents, long_documents, make_source,
-                               make_task)
+from experiments.spec import vocab_size
+from griffin_core.data import DataError, HeldoutBatches, TrainBatches, long_documents, make_source, make_task
 from griffin_core.data.synthetic import accuracy as task_accuracy
 
 _SOURCE_KINDS = {"embedded": "corpus", "text": "text", "tokens": "tokens", "hf": "hf"}
@@ -19,14 +19,17 @@ _TASKS = {"selective_copy": "selective_copying", "induction_heads": "induction_h
 
 def build_source(data: Mapping[str, Any]):
     kind = data["source"]
+    # The tokenizer of text sources: 'bytes' unless data.tokenizer names a file (its hash then
+    # enters the fingerprint). A token file's manifest names its own.
+    tok = {"tokenizer": data["tokenizer"]} if data.get("tokenizer") else {}
     if kind == "embedded":
-        return make_source("corpus")
+        return make_source("corpus", **tok)
     if kind == "text":
-        return make_source("text", paths=[data["path"]])
+        return make_source("text", paths=[data["path"]], **tok)
     if kind == "tokens":
-        return make_source("tokens", train=data["path"], vocab_size=int(data["vocab_size"]), dtype=data["token_dtype"])
+        return make_source("tokens", train=data["path"], vocab_size=vocab_size(data), dtype=data["token_dtype"])
     return make_source("hf", path=data["hf_dataset"], text_field=data["hf_text_field"],
-                       train_split=data["hf_split"])
+                       train_split=data["hf_split"], **tok)
 
 
 def fingerprint(data: Mapping[str, Any], batch_size: int = 1, seed: int = 0) -> str:
@@ -77,12 +80,15 @@ def build_run_data(data: Mapping[str, Any], batch_size: int, seed: int, process_
     held = HeldoutBatches(source, seq_len, batch_size, max_rows=data["eval_sequences"],
                           process_index=process_index, process_count=process_count)
     length = data["position_eval_factor"] * seq_len
-    docs = None
-    if count_long_documents(source, length):
+    try:  # reads held-out documents only until it has enough long ones
         docs = long_documents(source, length, max_docs=data["position_eval_docs"])
+    except DataError:
+        docs = None  # no document that long: no loss by position
     bpt = None
     if source.tokenizer_name == "bytes":
         bpt = 1.0
+    elif source.num_bytes("heldout"):  # text through another tokenizer: its bytes per token
+        bpt = source.num_bytes("heldout") / source.num_tokens("heldout")
     return RunData(train_batch=train.batch, heldout=list(held), position_docs=docs, epochs=train.epochs,
                    fingerprint=source.fingerprint(), bytes_per_token=bpt)
 

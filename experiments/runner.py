@@ -12,7 +12,7 @@ import os
 import platform
 import socket
 import subprocess
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -20,8 +20,11 @@ from experiments import run_data
 from experiments.mfu import NONE as NO_MFU
 from experiments.mfu import Utilisation, devices, nominal_chip, utilisation
 from experiments.spec import RunSpec, validate
+from griffin_core.config import ConfigError
 from griffin_core.data.errors import DataError
-from run_store import RunResult, RunStore, compute_run_id, is_url, make_result, one_line
+from run_store import RunResult, RunStore, StoreError, compute_run_id, is_url, make_result, one_line
+from run_store.checkpoints import CheckpointFolder, orbax_writes
+from run_store.metrics_writer import MetricsWriter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,9 @@ def resolve(cfg: Mapping[str, Any], require_data: bool = True) -> RunRef:
     """Validate the config and compute the run id (no JAX; reads the data's fingerprint).
     With require_data=False a missing data file is recorded instead of raised (dry runs)."""
     spec = validate(cfg)
+    flush_s = cfg["store"]["metrics_flush_s"]
+    if isinstance(flush_s, bool) or not isinstance(flush_s, (int, float)) or not flush_s >= 0:
+        raise ConfigError(f"store.metrics_flush_s={flush_s!r} must be a non-negative number of seconds")
     try:
         fingerprint, error = run_data.fingerprint(spec.data, spec.schedule.batch_size, spec.seed), None
     except DataError as err:
@@ -79,6 +85,9 @@ def claim(ref: RunRef, store: RunStore):
         lease = store.acquire(run_id, timeout_s=0.0)  # killed on this host: no need to wait out the lease
     if lease is None:
         return None, RunReport(run_id, "BUSY", reason=f"run {run_id} is held by {store.lease_info(run_id)}")
+    if store.status(run_id).state == "SUCCESS":  # finished (and released) since the first look
+        lease.release()
+        return None, RunReport(run_id, "SKIPPED", result=store.read_result(run_id))
     return lease, None
 
 
@@ -96,6 +105,9 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
     os.environ.setdefault("WANDB_SILENT", "true")  # our progress bar and summary line say enough
     spec, run_id = ref.spec, ref.run_id
     mesh_layout(spec, jax.device_count())  # a mesh these devices cannot hold: ConfigError before the store
+    if jax.process_count() > 1 and not orbax_writes(store.ckpt_dir(run_id)):
+        raise StoreError(f"{store.root}: checkpoints on this bucket are staged on one host's disk "
+                         "(run_store.checkpoints); a multi-host run needs store.root on gs:// or a shared folder")
     main = jax.process_index() == 0
     lease, report = claim(ref, store) if main else (None, None)
     if jax.process_count() > 1:
@@ -115,6 +127,9 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
 
     wb = spec.config["logger"]["wandb"]
     logger = None
+    folder = CheckpointFolder(store.ckpt_dir(run_id))
+    writer = MetricsWriter(lease, spec.config["store"]["metrics_flush_s"])
+    due = flush_due(spec)
     try:
         lease.start_heartbeat()
         lease.write_status("RUNNING")
@@ -124,16 +139,19 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
             mode=wb["mode"], dir=wb["dir"] or (None if is_url(store.root) else store.run_dir(run_id)))
 
         def write_rows(rows):
-            lease.append_metrics(rows)
+            writer.add(rows, force=any(due(row) for row in rows))
             logger.log_rows(rows)
+            folder.push()  # a staged checkpoint finished since the last row goes up now
 
         def start_rows(step: int) -> float:
-            lease.truncate_metrics(step)
-            rows = store.read_metrics(run_id)
+            rows = writer.cut_back(step)
             return float(rows[-1].get("elapsed_s", 0.0)) if rows else 0.0
 
-        outcome = train(spec, store.ckpt_dir(run_id), write_rows, start_rows=start_rows, progress=progress,
+        folder.pull()
+        outcome = train(spec, folder.path, write_rows, start_rows=start_rows, progress=progress,
                         process_index=jax.process_index(), process_count=jax.process_count())
+        writer.flush()
+        folder.push()
         result = assemble_result(ref, outcome.status, outcome.figures, store)
         lease.write_result(result)
         if outcome.status == "DIVERGED":
@@ -145,12 +163,35 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
     except BaseException as err:
         reason = one_line(err, with_type=True, limit=500)
         if not lease.lost:
+            save_progress(writer, folder)
             lease.write_status("FAILED", reason=reason)
         if logger is not None:
             logger.finish(None, exit_code=1)
         raise
     finally:
+        folder.close()
         lease.release()
+
+
+def flush_due(spec: RunSpec) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether a metrics row must reach the store at once: a checkpoint's step, an evaluation,
+    the last step (between them a bucket receives rows every store.metrics_flush_s)."""
+    every, last = spec.trainer["checkpoint_every"], spec.schedule.steps
+
+    def due(row: Mapping[str, Any]) -> bool:
+        step = row["step"]
+        return step == last or "heldout_loss" in row or bool(every and step % every == 0)
+    return due
+
+
+def save_progress(writer: MetricsWriter, folder: CheckpointFolder) -> None:
+    """A failing run's queued metrics and finished checkpoints, kept for its resume when the
+    store still answers (a failure of the store itself is already being reported)."""
+    try:
+        writer.flush()
+        folder.push()
+    except Exception as err:  # noqa: BLE001 - the run's own error is the one to report
+        print(f"could not save the failed run's progress: {one_line(err, with_type=True)}", flush=True)
 
 
 def execute_distributed(cfg: Mapping[str, Any], coordinator_address: str, num_processes: int, process_id: int,

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 from griffin_core import counting
 from griffin_core.budget import BudgetSpec, Schedule, make_schedule
 from griffin_core.config import EXECUTION_FIELDS, FAMILY_FIELDS, NUMERICS_FIELDS, ConfigError, ModelConfig
+from griffin_core.data.manifest import ID_LIMITS, find_manifest
+from griffin_core.data.tokenizer import load_tokenizer
 from griffin_core.optim_config import ADAMW_FIELDS
 from griffin_core.parallelism import check_settings
 from griffin_core.sizes import SizeSpec
@@ -44,8 +46,9 @@ class RunSpec:
 
     def semantic(self) -> dict[str, Any]:
         """What determines the run's results (hashed into its id): never paths, logging,
-        launcher or evaluation cadence."""
-        data = {k: v for k, v in self.data.items() if k not in ("path",)}
+        launcher or evaluation cadence. (A tokenizer file enters through the data's
+        fingerprint, by its hash.)"""
+        data = {k: v for k, v in self.data.items() if k not in ("path", "tokenizer")}
         model = {k: v for k, v in self.model.to_dict().items() if k not in EXECUTION_FIELDS}
         return {"model": model, "data": data, "optim": dict(self.optim),
                 "budget": dataclasses.asdict(self.budget) | {"label": None},
@@ -71,13 +74,24 @@ def _positive(section: Mapping[str, Any], key: str, prefix: str, allow_zero: boo
 
 
 def vocab_size(data: Mapping[str, Any]) -> int:
+    """The model's vocabulary: the task's, data.vocab_size or the token manifest's for token
+    files, the tokenizer's for text (256 for bytes). Reads a manifest or tokenizer file, no data."""
     if data["source"] in TASK_SOURCES:
         return TASK_VOCAB
     if data["source"] == "tokens":
-        if not data.get("vocab_size"):
-            raise ConfigError("data.vocab_size must be given for a 'tokens' source")
-        return int(data["vocab_size"])
-    return BYTE_VOCAB
+        manifest = find_manifest(data["path"]) if data.get("path") else None
+        if not data.get("vocab_size") and manifest is None:
+            raise ConfigError("data.vocab_size must be given for a 'tokens' source without a manifest "
+                              "(griffin-data manifest writes one)")
+        vocab = int(data.get("vocab_size") or manifest.vocab_size)
+        dtype = manifest.dtype if manifest else data["token_dtype"]
+        if dtype not in ID_LIMITS:
+            raise ConfigError(f"data.token_dtype={dtype!r} is unknown; known: {sorted(ID_LIMITS)}")
+        if vocab > ID_LIMITS[dtype]:
+            where = f"the {dtype} tokens of {manifest.path}" if manifest else f"data.token_dtype={dtype!r}"
+            raise ConfigError(f"data.vocab_size={vocab} does not fit {where} (at most {ID_LIMITS[dtype]:,} ids)")
+        return vocab
+    return load_tokenizer(data.get("tokenizer")).vocab_size
 
 
 def validate(cfg: Mapping[str, Any]) -> RunSpec:
@@ -88,6 +102,9 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         raise ConfigError(f"data.source={data['source']!r} is unknown; known sources: {list(TEXT_SOURCES + TASK_SOURCES)}")
     if data["source"] in ("text", "tokens") and not data.get("path"):
         raise ConfigError(f"data.path must be given for a {data['source']!r} source")
+    if data.get("tokenizer") and data["source"] not in ("embedded", "text", "hf"):
+        raise ConfigError(f"data.tokenizer applies to embedded, text and hf sources, not {data['source']!r} "
+                          f"(a token file's manifest names its tokenizer)")
     for key in ("seq_len", "eval_sequences", "position_eval_factor", "position_eval_docs"):
         _positive(data, key, "data")
     for key in ("lr_ref", "width_ref", "beta1", "beta2", "eps", "min_lr_ratio", "lr_multiplier"):

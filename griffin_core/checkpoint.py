@@ -10,6 +10,10 @@ Saves are finalised by Orbax with an atomic rename, so a process killed during a
 an unfinished temporary folder that is ignored (and cleaned) at the next start. They are
 asynchronous when `async_save` is set: the arrays are copied off the device before `save`
 returns and written in the background; `close` (or the next save) waits for them.
+
+The folder is a local path or a URL Orbax writes itself (`gs://`; on a bucket Orbax marks a
+finished step with `commit_success.txt` instead of renaming it). Other buckets are staged by
+the run store (run_store.checkpoints).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from griffin_core.layer_layout import SCAN_NAME
 
@@ -36,13 +41,23 @@ def abstract_like(tree: Any, shardings: Any | None = None) -> Any:
     return jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
+def orbax_path(directory: str | os.PathLike) -> epath.Path:
+    """`directory` as Orbax takes it: an absolute local path, or a URL Orbax writes itself
+    (`gs://`). etils.epath (Orbax's path type) parses URLs, so a relative local path is the
+    one thing made absolute here. A bucket Orbax cannot write (`s3://`) is staged by the
+    caller (run_store.checkpoints)."""
+    path = epath.Path(directory)
+    return path if path.is_absolute() else path.resolve()
+
+
 class LegacyCheckpoint(ValueError):
     """A checkpoint from before the params/optimizer split: only the whole state restores."""
 
 
 class Checkpointer:
-    def __init__(self, directory: str, max_to_keep: int = 2, async_save: bool = False, read_only: bool = False):
-        path = directory if "://" in directory else os.path.abspath(directory)
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2, async_save: bool = False,
+                 read_only: bool = False):
+        path = orbax_path(directory)
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
                                                cleanup_tmp_directories=not read_only, read_only=read_only,
                                                enable_async_checkpointing=async_save)

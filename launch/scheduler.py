@@ -6,9 +6,10 @@ address, TPU slices by resource (launch/tpu.py). Failure-isolated and resumable:
   reuse_workers=false, get a fresh process each (`max_calls=1`: the devices are released when
   it ends); TPU slices are launched by launch/tpu.py, a fresh process per host;
 - locally, each run is pinned to its own cores (affinity + XLA thread count);
-- separate retry budgets: a lost worker or node (preemption) is retried up to
-  `launcher.preemption_retries` times, a real error up to `launcher.failure_retries`; a
-  retried run resumes from its last checkpoint; a failed or diverged run never stops others;
+- separate retry budgets, chosen by launch/errors.py: a lost worker or node (preemption) is
+  retried up to `launcher.preemption_retries` times; the run's own error, running out of
+  memory, or a task no node can take up to `launcher.failure_retries`; a retried run resumes
+  from its last checkpoint; a failed or diverged run never stops others;
 - a run held by another driver (its lease is live) is polled until it finishes or its lease
   goes stale, so two drivers on one sweep run each point once.
 """
@@ -21,15 +22,12 @@ import os
 import time
 from typing import Any, Callable
 
+from launch.errors import budget, describe
 from launch.eta import SweepEstimate
 from launch.plan import Plan, PlannedRun
 from launch.worker import compile_cache_env, malloc_env, run_point, xla_env
-from run_store import is_url, one_line
-
-SYSTEM_ERRORS = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
-                 "OutOfMemoryError", "ActorDiedError", "TaskUnschedulableError", "RaySystemError",
-                 "LocalRayletDiedError", "ObjectFetchTimedOutError", "ReferenceCountingAssertionError",
-                 "SliceHostLost")
+from run_store import is_url
+from run_store.endpoints import endpoint_env
 
 
 @dataclasses.dataclass
@@ -108,7 +106,7 @@ class Scheduler:
         self.free_slots = [cores[i:i + cpus] for i in range(0, len(cores) - cpus + 1, cpus)] if self.local else []
         self.max_parallel = self.launcher["max_parallel"] or (len(self.free_slots) if self.local else 10**9)
         cache = self.launcher.get("compile_cache") or _default_cache(plan)
-        self.env = {**xla_env(cpus), **(compile_cache_env(cache) if cache else {}),
+        self.env = {**xla_env(cpus), **(compile_cache_env(cache) if cache else {}), **endpoint_env(),
                     **malloc_env(self.launcher["malloc"], gpus=float(self.launcher["gpus_per_run"]))}
 
     # -- the loop
@@ -161,16 +159,14 @@ class Scheduler:
         run, run_id = task.run, task.run.ref.run_id
         try:
             report = ray.get(ref)
-        except Exception as err:  # noqa: BLE001 - classified below
-            kind = _error_kind(err)
-            reason = _reason(err)
-            budget, counter = ((self.launcher["preemption_retries"], self.preemptions) if kind == "system"
-                               else (self.launcher["failure_retries"], self.failures))
+        except Exception as err:  # noqa: BLE001 - classified by launch.errors
+            key = budget(err)
+            counter = self.preemptions if key == "preemption_retries" else self.failures
             counter[run_id] += 1
-            if counter[run_id] <= budget:
+            if counter[run_id] <= self.launcher[key]:
                 self.queue.appendleft(run)  # retried first; it resumes from its last checkpoint
             else:
-                self._finish(run, "FAILED", reason, task)
+                self._finish(run, "FAILED", describe(err), task)
             return
         if report["status"] == "BUSY":
             self.waiting.append((time.time() + self.launcher["poll_s"], run))
@@ -223,16 +219,3 @@ def _is_local(address: str | None) -> bool:
 def _default_cache(plan: Plan) -> str | None:
     root = plan.store.root
     return None if is_url(root) else os.path.abspath(os.path.join(root, "jax-cache"))
-
-
-def _error_kind(err: BaseException) -> str:
-    """'system' for a lost worker or node (preemption budget), 'error' for the run's own error."""
-    names = {type(err).__name__} | {c.__name__ for c in type(err).__mro__}
-    cause = getattr(err, "cause", None)
-    if cause is not None:
-        names |= {type(cause).__name__}
-    return "system" if names & set(SYSTEM_ERRORS) else "error"
-
-
-def _reason(err: BaseException) -> str:
-    return one_line(getattr(err, "cause", None) or err, with_type=True, limit=300)

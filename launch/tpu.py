@@ -22,9 +22,11 @@ next to the driver when possible), which does this:
    libtpu then refuses to start); in CPU simulation it never touches it.
 4. Wait. When a host fails, wait a moment for the others (a lost host makes its peers fail too,
    and the first error to arrive may be a peer's), cancel the rest, release the slice and
-   raise: `SliceHostLost` when a host's process or node died (the driver counts it against the
-   preemption budget: `launch.scheduler.SYSTEM_ERRORS` lists it), `SliceRunFailed` when the run
-   itself raised (failure budget). The driver resubmits; the run resumes from its checkpoint.
+   raise: `SliceHostLost` when a host's process or node died (a `launch.errors.RunLost`: the
+   driver counts it against the preemption budget), `SliceRunFailed` when the run itself
+   raised, ran out of memory or could not be scheduled (failure budget); each host's error is
+   classified by `launch.errors.classify`. The driver resubmits; the run resumes from its
+   checkpoint.
 
 The report is host 0's (process 0 owns the run store), as `launch.worker.run_point` gives it,
 plus the hosts' placement. The driver never imports JAX; only the host tasks do.
@@ -38,6 +40,7 @@ import os
 import socket
 from typing import Any, Callable, Mapping
 
+from launch.errors import LOST, RunLost, classify, describe
 from launch.tpu_types import GENERATIONS, parse_pod_type
 from run_store import is_url, one_line
 
@@ -51,13 +54,14 @@ HostFn = Callable[[Mapping[str, Any], "str | None", dict], dict]
 """What runs on each host: (config, sweep name, host assignment) -> report dict."""
 
 
-class SliceHostLost(RuntimeError):
+class SliceHostLost(RunLost):
     """A host of the slice was lost (its process or node died, or the slice could not be
     assembled): the driver retries the run on the preemption budget."""
 
 
 class SliceRunFailed(RuntimeError):
-    """The run raised a Python exception on a host: the driver retries it on the failure budget."""
+    """The run raised a Python exception on a host, ran out of memory there, or a host task
+    could not be scheduled: the driver retries it on the failure budget."""
 
 
 # -- the slice's shape
@@ -247,18 +251,16 @@ def wait_hosts(refs: dict, grace_s: float) -> dict[int, dict]:
 
 
 def slice_error(errors: list[tuple[dict, BaseException]]) -> Exception:
-    """A lost host (any error that is not the task's own exception) outranks a Python error."""
-    import ray
-
-    lost = [(h, e) for h, e in errors if not isinstance(e, ray.exceptions.RayTaskError)]
+    """A lost host (`launch.errors.classify` says LOST) outranks any other error: a lost host
+    makes its peers fail too. Anything else (the run's exception, out of memory, unschedulable)
+    is a `SliceRunFailed` naming the first host's error."""
+    lost = [(h, e) for h, e in errors if classify(e) == LOST]
     host, err = (lost or errors)[0]
-    cause = getattr(err, "cause", None) if not lost else None
-    shown = cause if cause is not None else err
     where = f"process {host['process_id']} (host {host['worker_id']} of slice {host['slice_name']})"
     others = f"; {len(errors) - 1} other host(s) failed too" if len(errors) > 1 else ""
     if lost:
-        return SliceHostLost(f"{where} was lost: {one_line(shown, with_type=True, limit=400)}{others}")
-    return SliceRunFailed(f"{where} raised {one_line(shown, with_type=True, limit=400)}{others}")
+        return SliceHostLost(f"{where} was lost: {describe(err, limit=400)}{others}")
+    return SliceRunFailed(f"{where} raised {describe(err, limit=400)}{others}")
 
 
 def _in_bundle(pg, index: int):

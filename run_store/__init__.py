@@ -3,12 +3,16 @@ schedules them) and `analysis/` (which reads them). Plain Python: the standard l
 pydantic and (for buckets) fsspec; never JAX or Ray.
 
 One module per job:
-    locations  local path or URL, and the file names of a run folder
+    locations  local path or URL (the one place that tells them apart), and the file names of a run folder
+    endpoints  which server a bucket URL talks to, from the libraries' own environment variables
     backends   local folders and fsspec filesystems: atomic writes, exclusive creates
+    probe      one request with a deadline before a command uses a bucket (one-line errors)
     ids        canonical JSON, content hashes and run ids (NUMERICS_VERSION)
     jsonfiles  small JSON files: plain values, atomic writes, one-line errors
     status     status.json as a typed record
     metrics    metrics.jsonl: append, read tolerant of a cut-off line, cut back on resume
+    metrics_writer  rows at once on a local folder, in batches on a bucket
+    checkpoints     where Orbax writes a run's checkpoints: the store itself, or a local folder staged to it
     results    result.json as a typed, versioned record (pydantic)
     lease      a held lease: heartbeats, release, the writes only its holder may make
     acquire    claiming a lease, taking over a stale one

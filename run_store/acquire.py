@@ -8,10 +8,12 @@ judged, and creates the lease exclusively like any newcomer. So of several conte
 one wins, and a live lease is never moved. A contender that dies holding a claim blocks
 take-over for one more timeout (the next takes claim n+1).
 
-On fsspec roots the exclusive create is as good as the backend's `mode="create"` (a real
-precondition on S3/GCS with recent s3fs/gcsfs; check-then-write elsewhere) and the rename
-aside is a copy plus delete, so leases there are best effort; the token checks still refuse
-writes from an owner that has lost its lease.
+On fsspec roots the exclusive create is as good as the backend's `mode="create"`: a real
+precondition on S3 (`If-None-Match: *`) and GCS (`ifGenerationMatch=0`) with s3fs and gcsfs,
+refused by the server with 412 (tests/test_store_buckets.py checks both against their API
+servers); check-then-write elsewhere. The rename aside is a move (GCS `moveTo`; a copy and a
+delete on S3), so a take-over there is best effort; the token checks still refuse writes from
+an owner that has lost its lease.
 """
 
 from __future__ import annotations

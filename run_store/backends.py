@@ -10,7 +10,9 @@ fsspec roots: there is no atomic rename, so every write puts a whole new object 
 stores make a PUT visible all at once). Exclusive creates use `pipe_file(..., mode="create")`,
 which backends with preconditions implement as a write-once create (S3 If-None-Match, GCS
 ifGenerationMatch=0); others fall back to exists-then-write, which is best effort. An append
-rewrites the whole object there, so callers append in batches.
+rewrites the whole object there, so callers append in batches (run_store.metrics_writer).
+Object stores have no folders: `makedirs` does nothing there, and listings and existence
+checks drop the client's cached listings first (other processes write the store too).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import posixpath
 import tempfile
 from typing import Any
 
-from run_store.locations import is_url
+from run_store.endpoints import storage_options
+from run_store.locations import is_url, protocol
+
 
 class LocalBackend:
     """Plain files with atomic replace, hard-link exclusive create and fsync."""
@@ -167,6 +171,9 @@ class FsspecBackend:
 
     def __init__(self, fs: Any):
         self.fs = fs
+        # Object stores (s3fs, gcsfs: they name a bucket first) have no folders, only key
+        # prefixes: creating one would cost a request (a bucket lookup) and change nothing.
+        self.folders = not hasattr(fs, "split_path")
 
     def join(self, *parts: str) -> str:
         return posixpath.join(*parts)
@@ -175,21 +182,29 @@ class FsspecBackend:
         return posixpath.basename(path.rstrip("/"))
 
     def makedirs(self, path: str) -> None:
+        if not self.folders:
+            return
         with contextlib.suppress(Exception):
             self.fs.makedirs(path, exist_ok=True)
 
+    def _fresh(self, path: str) -> str:
+        """`path`, with the filesystem's cached listings of it dropped: other processes write
+        the store too, and s3fs and gcsfs answer listings and existence from a cache."""
+        self.fs.invalidate_cache(path)
+        return path
+
     def exists(self, path: str) -> bool:
-        return bool(self.fs.exists(path))
+        return bool(self.fs.exists(self._fresh(path)))
 
     def isdir(self, path: str) -> bool:
-        return bool(self.fs.isdir(path))
+        return bool(self.fs.isdir(self._fresh(path)))
 
     def read(self, path: str) -> bytes:
         return self.fs.cat_file(path)
 
     def listdir(self, path: str) -> list[str]:
         try:
-            entries = self.fs.ls(path, detail=False)
+            entries = self.fs.ls(self._fresh(path), detail=False)
         except (FileNotFoundError, NotADirectoryError):
             return []
         here = path.rstrip("/")
@@ -257,7 +272,7 @@ def resolve(location: str | os.PathLike) -> tuple[Any, str]:
     import fsspec  # imported lazily: local stores never need it
     from fsspec.implementations.local import LocalFileSystem
 
-    fs, path = fsspec.core.url_to_fs(str(location))
+    fs, path = fsspec.core.url_to_fs(str(location), **storage_options(protocol(location)))
     if isinstance(fs, LocalFileSystem):
         return LOCAL, path
     return FsspecBackend(fs), path

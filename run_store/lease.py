@@ -233,5 +233,23 @@ class Lease:
 
     def truncate_metrics(self, step: int) -> int:
         """On resume: cut metrics.jsonl back to the checkpoint's `step`."""
+        return self.cut_back_metrics(step).count(b"\n")
+
+    def cut_back_metrics(self, step: int | None) -> bytes:
+        """`truncate_metrics` (None: only a cut-off last line goes), returning what metrics.jsonl
+        holds now (a bucket's batched writer keeps it, so that later batches need no read)."""
         self.check()
-        return metrics_file.truncate_at(self._backend, self._file(METRICS_FILE), step)
+        return metrics_file.cut_back_at(self._backend, self._file(METRICS_FILE), step)
+
+    @property
+    def local(self) -> bool:
+        """Whether the run's folder is a local one (appends are cheap) or on a bucket."""
+        return bool(self._backend.local)
+
+    def replace_metrics(self, data: bytes) -> None:
+        """Write metrics.jsonl whole (a bucket's batched append: `data` is the old content and
+        the new rows). Guarded like `append_metrics`."""
+        if self._released or self.lost:
+            raise LeaseLostError(f"lease of run {self.run_id} is not held by {self.owner}; "
+                                 "refusing to write metrics")
+        self._backend.write_atomic(self._file(METRICS_FILE), data, durable=False)

@@ -27,6 +27,14 @@ def is_url(location: str | os.PathLike) -> bool:
     return "://" in text or "::" in text
 
 
+def protocol(location: str | os.PathLike) -> str | None:
+    """The scheme of a plain URL (`gs`, `s3`, `memory`); None for a local path and for a chained
+    URL (`simplecache::s3://...`, whose options belong to each link)."""
+    if not is_url(location) or "::" in str(location):
+        return None
+    return str(location).split("://", 1)[0]
+
+
 def join(base: str | os.PathLike, *parts: str) -> str:
     """`base` / parts, with '/' for URLs and the OS separator for local paths."""
     if is_url(base):

@@ -66,18 +66,24 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def truncate_at(backend: Any, path: str, step: int | None) -> int:
-    """Rewrite `path` atomically with its complete rows of step <= `step` (all if None)."""
+def cut_back_at(backend: Any, path: str, step: int | None) -> bytes:
+    """Rewrite `path` atomically with its complete rows of step <= `step` (all if None), if
+    that changes it; the content it holds now."""
     try:
         raw = backend.read(path)
     except FileNotFoundError:
-        return 0
+        return b""
     rows, lines, _ = parse_metrics(raw, path)
-    keep = [line for row, line in zip(rows, lines) if step is None or row["step"] <= step]
-    data = b"".join(line + b"\n" for line in keep)
+    data = b"".join(line + b"\n" for row, line in zip(rows, lines) if step is None or row["step"] <= step)
     if data != raw:
         backend.write_atomic(path, data)
-    return len(keep)
+    return data
+
+
+def truncate_at(backend: Any, path: str, step: int | None) -> int:
+    """Rewrite `path` atomically with its complete rows of step <= `step` (all if None);
+    the number of rows kept."""
+    return cut_back_at(backend, path, step).count(b"\n")
 
 
 def truncate_metrics(run_dir: str | os.PathLike, step: int) -> int:

@@ -11,7 +11,8 @@ Layout (the contract between `experiments/`, `launch/` and `analysis/`)::
         ckpt/            Orbax checkpoints (written by the trainer, not by this package)
     <root>/sweeps/<name>.json   a sweep: its config, its grid and its run ids (run_store.sweeps)
 
-The root is a local folder or an fsspec URL (run_store.backends). Every write is atomic;
+The root is a local folder or an fsspec URL (run_store.backends); a bucket is asked once, when
+the store is made, whether it answers (run_store.probe). Every write is atomic;
 nothing is loaded with pickle; this package imports neither JAX nor Ray, so the sweep driver
 and analysis use it in light processes.
 """
@@ -35,6 +36,7 @@ from run_store.jsonfiles import dumps, plain, read_json_at, read_mapping_at
 from run_store.lease import Lease, read_lease
 from run_store.locations import (CKPT_DIR, CONFIG_FILE, LEASE_FILE, MEASUREMENTS_DIR, METRICS_FILE, RESULT_FILE,
                                  RUNS_DIR, STATUS_FILE, SWEEPS_DIR, join)
+from run_store.probe import check_reachable
 from run_store.results import RunResult, parse_result
 from run_store.status import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_LEASE_TIMEOUT_S, Status, status_from_dict
 
@@ -51,6 +53,7 @@ class RunStore:
         self._backend, self._root_path = resolve(self.root)
         if self._backend.local and os.path.exists(self._root_path) and not os.path.isdir(self._root_path):
             raise StoreError(f"{self.root}: the run store root is a file, not a folder")
+        check_reachable(self._backend, self._root_path, self.root)
 
     def __repr__(self) -> str:
         return f"RunStore({self.root!r})"

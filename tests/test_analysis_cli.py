@@ -28,7 +28,7 @@ def run_fit(capsys, *argv):
 def test_console_scripts_are_declared():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["griffin-fit"] == "analysis.cli:fit_main"
-    assert scripts["griffin-figures"] == "analysis.cli:figures_main"
+    assert scripts["griffin-figures"] == "analysis.figures_cli:figures_main"
 
 
 def test_fit_powerlaw_table_prints_named_constants_with_intervals(tmp_path, capsys):

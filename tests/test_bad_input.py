@@ -31,6 +31,8 @@ class Case:
     """Makes files under the case's folder first (placeholders {dir} in args point there)."""
     notes: str | None = None
     """A regex the lines before the error may match (visible warnings, e.g. runs excluded)."""
+    env: dict[str, str | None] | None = None
+    """Environment for the case (None: unset); {port} is a closed port on 127.0.0.1, shown as PORT."""
 
 
 def _write(path: pathlib.Path, data: bytes | str) -> None:
@@ -70,12 +72,50 @@ def _synthetic_store(folder: pathlib.Path, status: str = "SUCCESS") -> None:
     write_store(folder / "store", runs, sweep="ladder")
 
 
+def _tokens_with_manifest(change: str | None = None) -> Callable[[pathlib.Path], None]:
+    """{dir}/tok: train.bin and val.bin with their manifest; then train.bin touched or grown."""
+    def setup(folder: pathlib.Path) -> None:
+        import os
+
+        from griffin_core.data import manifest as mf
+
+        tokens = np.arange(600, dtype=np.uint16) % 300
+        _write(folder / "tok" / "train.bin", tokens.tobytes())
+        _write(folder / "tok" / "val.bin", tokens[:200].tobytes())
+        mf.write_manifest(mf.describe(folder / "tok", 300))
+        train = folder / "tok" / "train.bin"
+        if change == "mtime":
+            st = train.stat()
+            os.utime(train, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+        elif change == "size":
+            with open(train, "ab") as f:
+                f.write(tokens[:10].tobytes())
+    return setup
+
+
+def _tokenizer_file(name: str, content: bytes | None = None, words: int = 0) -> Callable[[pathlib.Path], None]:
+    """{dir}/in/a.txt (text) and {dir}/<name>: given bytes, or a word-level tokenizer of `words` ids."""
+    def setup(folder: pathlib.Path) -> None:
+        _write(folder / "in" / "a.txt", "some text to tokenize\n")
+        if words:
+            from tokenizers import Tokenizer, models
+
+            Tokenizer(models.WordLevel({f"w{i}": i for i in range(words)}, unk_token="w0")).save(str(folder / name))
+        elif content is not None:
+            _write(folder / name, content)
+    return setup
+
+
 def _table(text: str, name: str = "t.csv") -> Callable[[pathlib.Path], None]:
     return lambda folder: _write(folder / name, text)
 
 
 TEXT_OK = "N,D,L\n1e5,2e6,3.0\n2e5,4e6,2.9\n4e5,8e6,2.8\n8e5,1.6e7,2.7\n"
 TRAIN = "griffin-train"
+NO_CREDENTIALS = {"AWS_ENDPOINT_URL": "http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                  "AWS_SESSION_TOKEN": None, "AWS_PROFILE": None, "AWS_EC2_METADATA_DISABLED": "true",
+                  "AWS_CONFIG_FILE": "{dir}/no-aws-config", "AWS_SHARED_CREDENTIALS_FILE": "{dir}/no-aws-credentials"}
+"""A bucket reached through a closed port on 127.0.0.1, and no AWS credentials anywhere."""
 CASES: dict[str, Case] = {
     # --- overrides and config values (griffin-train composes like every command)
     "group given a number": Case(TRAIN, ["size=100"], r"size=100: size is a config group.*cpu-30k"),
@@ -136,6 +176,42 @@ CASES: dict[str, Case] = {
                                         lambda d: _write(d / "t.bin", np.arange(400, dtype=np.uint16).tobytes())),
     "token file of odd length": Case(TRAIN, ["data=tokens", "data.vocab_size=300", "data.path={dir}/t.bin"], r"t\.bin",
                                      lambda d: _write(d / "t.bin", b"\x01\x00\x02")),
+    "token file modified after its manifest": Case(TRAIN, ["data=tokens", "data.path={dir}/tok"],
+                                                   r"DIR/tok/train\.bin: modified after its manifest DIR/tok/manifest\.json",
+                                                   _tokens_with_manifest("mtime")),
+    "token file of another size than its manifest": Case(
+        "griffin-sweep", ["experiment=smoke_cpu", "data=tokens", "data.path={dir}/tok", "store.root={dir}/store"],
+        r"grid point .*DIR/tok/train\.bin: 1,220 bytes, but its manifest DIR/tok/manifest\.json says 1,200",
+        _tokens_with_manifest("size")),
+    "vocabulary larger than the token dtype": Case(TRAIN, ["data=tokens", "data.vocab_size=70000", "data.path={dir}/tok"],
+                                                   r"data\.vocab_size=70000 does not fit data\.token_dtype='uint16'",
+                                                   lambda d: _write(d / "tok", np.arange(9, dtype=np.uint16).tobytes())),
+    "missing tokenizer file": Case(TRAIN, ["data=text", "data.path={dir}/in", "data.tokenizer={dir}/spm.model"],
+                                   r"tokenizer file DIR/spm\.model does not exist", _tokenizer_file("spm.model")),
+    "corrupt tokenizers file": Case(TRAIN, ["data=text", "data.path={dir}/in", "data.tokenizer={dir}/tok.json"],
+                                    r"tokenizer file DIR/tok\.json: not a tokenizers JSON file",
+                                    _tokenizer_file("tok.json", b'{"version": "1.0", "truncation": nu')),
+    "tokenizer for a token file": Case(TRAIN, ["data=tokens", "data.path={dir}/tok", "data.tokenizer={dir}/spm.model"],
+                                       r"data\.tokenizer applies to embedded, text and hf sources, not 'tokens'",
+                                       _tokens_with_manifest()),
+    # --- griffin-data
+    "corrupt SentencePiece model": Case("griffin-data", ["prepare", "{dir}/in", "--out", "{dir}/out", "--tokenizer",
+                                                        "{dir}/spm.model"],
+                                        r"tokenizer file DIR/spm\.model: not a SentencePiece model",
+                                        _tokenizer_file("spm.model", b"\x0a\x05junk" * 40)),
+    "vocabulary too large for --dtype": Case("griffin-data", ["prepare", "{dir}/in", "--out", "{dir}/out",
+                                                              "--tokenizer", "{dir}/big.json", "--dtype", "uint16"],
+                                             r"tokenizer DIR/big\.json: its vocabulary with the separator, 70001 "
+                                             r"does not fit uint16 tokens",
+                                             _tokenizer_file("big.json", words=70_000)),
+    "manifest vocabulary larger than the dtype": Case("griffin-data", ["manifest", "{dir}/tok", "--vocab-size", "70000"],
+                                                      r"--vocab-size 70000 does not fit uint16 tokens",
+                                                      _tokens_with_manifest()),
+    "manifest of a token beyond the vocabulary": Case("griffin-data", ["manifest", "{dir}/tok", "--vocab-size", "200"],
+                                                      r"DIR/tok/train\.bin: token 200 at index 200 is >= vocab_size 200",
+                                                      _tokens_with_manifest()),
+    "prepare without inputs": Case("griffin-data", ["prepare", "--out", "{dir}/out"],
+                                   r"prepare: give text files or folders, or --hf-dataset"),
     # --- run store files (the store must stay as it was)
     "corrupt metrics line in a running run": Case(TRAIN, [], r"metrics\.jsonl: corrupt metrics line 2 of 3",
                                                   _corrupt_run("metrics")),
@@ -143,6 +219,23 @@ CASES: dict[str, Case] = {
     "corrupt config file": Case(TRAIN, [], r"config\.yaml: corrupt config file", _corrupt_run("config")),
     "store root is a file": Case(TRAIN, ["store.root={dir}/file"], r"DIR/file: the run store root is a file",
                                 lambda d: _write(d / "file", "x")),
+    "bucket without credentials": Case(TRAIN, ["store.root=s3://bucket/results"],
+                                       r"s3://bucket/results: cannot use the run store \(store\.root\) at "
+                                       r"http://127\.0\.0\.1:PORT: NoCredentialsError", env=NO_CREDENTIALS),
+    "unreachable bucket endpoint": Case(TRAIN, ["store.root=s3://bucket/results"],
+                                        r"s3://bucket/results: cannot use the run store \(store\.root\) at "
+                                        r"http://127\.0\.0\.1:PORT: EndpointConnectionError",
+                                        env={**NO_CREDENTIALS, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}),
+    "sweep on a bucket without credentials": Case("griffin-sweep", ["experiment=smoke_cpu", "family=hawk",
+                                                                   "store.root=s3://bucket/results", "--dry-run"],
+                                                  r"s3://bucket/results: cannot use the run store \(store\.root\)",
+                                                  env=NO_CREDENTIALS),
+    "figures of a bucket without credentials": Case("griffin-figures", ["s3://bucket/results"],
+                                                    r"s3://bucket/results: cannot use the run store \(store\.root\)",
+                                                    env=NO_CREDENTIALS),
+    "evaluation on a bucket without credentials": Case("griffin-eval", ["s3://bucket/results/runs/hawk-cpu-30k-4st-0"],
+                                                       r"s3://bucket/results: cannot use the run store \(store\.root\)",
+                                                       env=NO_CREDENTIALS),
     # --- griffin-sweep
     "unknown experiment": Case("griffin-sweep", ["experiment=nope"], r"experiment/nope.*available:.*scaling_cpu"),
     "bad grid point": Case("griffin-sweep", ["experiment=smoke_cpu", "size.num_heads=2,5", "--dry-run"],
@@ -210,6 +303,7 @@ def _main(command: str):
     from analysis.cli import figures_main, fit_main
     from experiments.bench import main as bench_main
     from experiments.cli import train_main
+    from experiments.data_cli import main as data_main
     from experiments.evaluate import main as eval_main
     from experiments.measure import main as measure_main
     from launch.cli import sweep_main
@@ -217,7 +311,7 @@ def _main(command: str):
 
     return {"griffin-train": train_main, "griffin-sweep": sweep_main, "griffin-figures": figures_main,
             "griffin-fit": fit_main, "griffin-bench": bench_main, "griffin-eval": eval_main,
-            "griffin-measure": measure_main, "griffin-demo": demo_main}[command]
+            "griffin-measure": measure_main, "griffin-demo": demo_main, "griffin-data": data_main}[command]
 
 
 def _snapshot(folder: pathlib.Path) -> dict[str, bytes]:
@@ -247,16 +341,32 @@ def test_one_line_exit_2_and_nothing_written(name, tmp_path, capsys, monkeypatch
     case = CASES[name]
     folder = tmp_path / "case"
     folder.mkdir()
+    port = _closed_port()
+    for key, value in (case.env or {}).items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value.format(port=port, dir=folder))
     if case.setup:
         case.setup(folder)
     before = _snapshot(folder)
     code, err = run_case(dataclasses.replace(case, setup=None), folder, capsys)
-    lines = [line.replace(str(folder), "DIR") for line in err.splitlines() if line.strip()]
+    lines = [line.replace(str(folder), "DIR").replace(f"127.0.0.1:{port}", "127.0.0.1:PORT")
+             for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert lines and all(case.notes and re.search(case.notes, line) for line in lines[:-1]), err
     assert re.search(case.expect, lines[-1]), lines[-1]
     assert _snapshot(folder) == before, "the command changed files"
     MESSAGES[name] = lines[-1]
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _doc() -> str:
@@ -268,6 +378,10 @@ def _doc() -> str:
             f"{len(CASES)} cases.", "", "| command | case | arguments | the one line on stderr |", "|---|---|---|---|"]
     for name, case in CASES.items():
         args = " ".join(a.replace("{dir}", "DIR") for a in case.args) or "(a store with the damaged file)"
+        if case.env:
+            unset = [k for k, v in case.env.items() if v is None]
+            args += "` with `" + " ".join(f"{k}={v.format(port='PORT', dir='DIR')}" for k, v in case.env.items()
+                                         if v is not None) + (f"`, unset: `{' '.join(unset)}" if unset else "")
         message = MESSAGES.get(name, "?").replace("|", "\\|")
         rows.append(f"| `{case.command}` | {name} | `{args}` | {message} |")
     return "\n".join(rows) + "\n"

@@ -15,7 +15,7 @@ from griffin_core.data.errors import DataError
 from griffin_core.data.sources import CorpusSource
 from griffin_core.data.splits import heldout_keys
 
-LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+LOCK = corpus_build.DEFAULT_LOCK  # the corpus's own pins (griffin_core/data/corpus_pins.txt)
 """The checkout's lock file (an installed package has none beside it)."""
 
 # The corpus fingerprint every existing run id was made with: it must never change by accident.

@@ -220,12 +220,12 @@ def test_one_task_per_host_with_coordinator_settings_and_nothing_else_there(tpu_
 def test_lost_host_cancels_sibling_and_raises_system_error_then_retry_succeeds(tpu_cluster, tmp_path):
     import ray
 
-    from launch.scheduler import _error_kind
+    from launch.errors import budget
 
     cfg = {"dir": str(tmp_path), "hold": True, "fail": {"1": "die"}}
     with pytest.raises(Exception) as info:
         ray.get(submit_slice_run(cfg, "s", LAUNCHER, ENV, host_fn=stub_host, **FAST), timeout=90)
-    assert isinstance(info.value, SliceHostLost) and _error_kind(info.value) == "system"  # preemption budget
+    assert isinstance(info.value, SliceHostLost) and budget(info.value) == "preemption_retries"
     assert "process 1" in str(info.value) and "was lost" in str(info.value)
     sibling = next(r["host"]["pid"] for r in records(tmp_path) if r["host"]["process_id"] == 0)
     wait_until(lambda: pid_gone(sibling), 20, "the sibling host task to be cancelled")
@@ -240,12 +240,12 @@ def test_lost_host_cancels_sibling_and_raises_system_error_then_retry_succeeds(t
 def test_python_error_on_a_host_raises_failure_error(tpu_cluster, tmp_path):
     import ray
 
-    from launch.scheduler import _error_kind
+    from launch.errors import budget
 
     cfg = {"dir": str(tmp_path), "hold": True, "fail": {"1": "raise"}}
     with pytest.raises(Exception) as info:
         ray.get(submit_slice_run(cfg, "s", LAUNCHER, ENV, host_fn=stub_host, **FAST), timeout=90)
-    assert isinstance(info.value, SliceRunFailed) and _error_kind(info.value) == "error"  # failure budget
+    assert isinstance(info.value, SliceRunFailed) and budget(info.value) == "failure_retries"
     assert "ValueError: injected failure on process 1" in str(info.value)
     sibling = next(r["host"]["pid"] for r in records(tmp_path) if r["host"]["process_id"] == 0)
     wait_until(lambda: pid_gone(sibling), 20, "the sibling host task to be cancelled")

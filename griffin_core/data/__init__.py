@@ -15,7 +15,7 @@ from griffin_core.data.splits import DEFAULT_HELDOUT_FRACTION, heldout_keys, spl
 from griffin_core.data.stats import (bigram_entropy, corpus_report, entropy_reference, split_summary,
                                      unigram_entropy)
 from griffin_core.data.synthetic import InductionHeads, SelectiveCopying, accuracy, make_task
-from griffin_core.data.tokenizer import ByteTokenizer, Tokenizer, get_tokenizer
+from griffin_core.data.tokenizer import ByteTokenizer, Tokenizer, get_tokenizer, load_tokenizer
 
 __all__ = [
     "BATCH_KEYS", "ByteTokenizer", "CorpusSource", "DEFAULT_HELDOUT_FRACTION", "DEFAULT_PACKAGES",
@@ -23,6 +23,6 @@ __all__ = [
     "SelectiveCopying", "TextFilesSource", "TokenFileSource", "TokenSource", "Tokenizer",
     "TrainBatches", "accuracy", "bigram_entropy", "corpus_report",
     "count_long_documents", "entropy_reference", "get_tokenizer", "heldout_keys", "load_corpus",
-    "load_manifest", "long_documents", "make_source", "make_task", "pack_documents",
+    "load_manifest", "load_tokenizer", "long_documents", "make_source", "make_task", "pack_documents",
     "packed_stream", "split_rule", "split_summary", "unigram_entropy",
 ]

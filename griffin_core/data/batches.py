@@ -3,7 +3,9 @@
 Training: the train stream is cut into N rows (packing.py). Epoch e visits the rows in the
 order of a permutation seeded by (seed, e); the epochs' orders are concatenated and step s
 takes entries [s*B, (s+1)*B). So `batch(step)` needs no iterator state: a resumed run, or a
-run that skips around, sees exactly the batches it would have seen.
+run that skips around, sees exactly the batches it would have seen. The permutation is
+NumPy's `permutation(N)` for in-memory sources and an index shuffle (shuffle.py, nothing
+materialised) for token files, whose splits may have ~1e8 rows (`source.row_order`).
 
 Multi-host data parallel: with P processes each takes its contiguous B/P slice of the global
 batch; the union over processes is exactly the global batch.
@@ -15,8 +17,9 @@ import hashlib
 
 import numpy as np
 
+from griffin_core.data import shuffle
 from griffin_core.data.errors import DataError
-from griffin_core.data.packing import PackedStream, packed_stream
+from griffin_core.data.packing import packed_stream
 
 
 def _check_shape(seq_len: int, batch_size: int, process_index: int, process_count: int) -> None:
@@ -40,12 +43,13 @@ class TrainBatches:
         self.seed = int(seed)
         self.process_index = process_index
         self.process_count = process_count
-        self.stream: PackedStream = packed_stream(source, "train", self.seed)
+        self.stream = packed_stream(source, "train", self.seed)
         self.num_rows = self.stream.num_rows(seq_len)
         if self.num_rows < 1:
             raise DataError(f"train split has {len(self.stream)} tokens: not one row of "
                             f"seq_len {seq_len} + 1")
         self._perms: dict[int, np.ndarray] = {}
+        self.index_shuffle = getattr(source, "row_order", "permutation") == "index"
 
     @property
     def local_batch_size(self) -> int:
@@ -73,7 +77,10 @@ class TrainBatches:
         out = np.empty(self.batch_size, dtype=np.int64)
         for e in np.unique(epochs):  # a batch may straddle the end of an epoch
             sel = epochs == e
-            out[sel] = self._epoch_order(int(e))[within[sel]]
+            if self.index_shuffle:
+                out[sel] = shuffle.permute(within[sel], self.num_rows, self.seed, int(e))
+            else:
+                out[sel] = self._epoch_order(int(e))[within[sel]]
         return out
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
@@ -120,13 +127,12 @@ class HeldoutBatches:
         """Batch i in [0, len(self)): this process's [B / P, T] slice; padding rows have mask 0."""
         if not 0 <= i < len(self):
             raise DataError(f"held-out batch {i} out of range [0, {len(self)})")
-        ids = i * self.batch_size + np.arange(self.batch_size)
+        b = self.batch_size // self.process_count
+        ids = i * self.batch_size + self.process_index * b + np.arange(b)  # only this process's rows are read
         real = ids < self.num_rows
         out = self.stream.rows(np.where(real, ids, 0), self.seq_len)
         out["loss_mask"] *= real[:, None].astype(np.float32)
-        b = self.batch_size // self.process_count
-        lo = self.process_index * b
-        return {k: v[lo:lo + b] for k, v in out.items()}
+        return out
 
     def __iter__(self):
         return (self.batch(i) for i in range(len(self)))
@@ -139,15 +145,22 @@ def long_documents(source, length: int, max_docs: int | None = None,
     Takes the documents of `split` (in the source's fixed order) with at least L + 1 tokens
     (L inputs and the target of the last), crops each to its first L + 1 tokens, so column t is
     position t of the document. n = min(available, max_docs); DataError if none qualifies.
+    Sources that enumerate documents lazily (`iter_documents`: token files) are read only
+    until max_docs are found.
     """
     if length < 1:
         raise DataError(f"length={length} must be >= 1")
-    docs = [d for d in source.documents(split) if len(d) >= length + 1]
+    lazy = getattr(source, "iter_documents", None)
+    docs = []
+    for d in (lazy(split) if lazy else source.documents(split)):
+        if len(d) >= length + 1:
+            docs.append(d)
+            if max_docs is not None and len(docs) >= max_docs:
+                break
     if not docs:
         longest = max((len(d) for d in source.documents(split)), default=0)
         raise DataError(f"no {split} document has {length + 1} tokens for loss by position at "
                         f"length {length} (longest has {longest})")
-    docs = docs[:max_docs] if max_docs is not None else docs
     window = np.stack([np.asarray(d[:length + 1]) for d in docs]).astype(np.int32)
     n = len(docs)
     return {

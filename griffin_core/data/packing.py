@@ -90,24 +90,24 @@ _STREAMS: collections.OrderedDict = collections.OrderedDict()
 _MAX_STREAMS = 4  # a few splits/seeds in memory at once; the corpus's train stream is ~75 MB
 
 
-def packed_stream(source, split: str, seed: int = 0) -> PackedStream:
-    """The split of `source` as a stream, built once per process and cached.
+def packed_stream(source, split: str, seed: int = 0):
+    """The split of `source` as a stream (`num_rows`, `rows`, `len`), built once per process
+    and cached.
 
     Train documents are shuffled by `seed`; held-out ones by `HELDOUT_SHUFFLE_SEED` (same rows
-    for every run). Pre-tokenized files (sources with `flat_stream`) are used in file order,
-    without copying.
+    for every run). Token files (sources with `row_stream`) are used in file order as they
+    are: a token_stream.ShardedStream that reads rows on demand.
     """
     check_split(split)
     if split == "heldout":
         seed = HELDOUT_SHUFFLE_SEED
-    flat = getattr(source, "flat_stream", None)
-    key = (source.fingerprint(), split, None if flat else int(seed))
+    on_demand = getattr(source, "row_stream", None)
+    key = (source.fingerprint(), split, None if on_demand else int(seed))
     if key in _STREAMS:
         _STREAMS.move_to_end(key)
         return _STREAMS[key]
-    if flat is not None:
-        tokens, starts = flat(split)
-        stream = PackedStream(tokens=tokens, doc_starts=starts)
+    if on_demand is not None:
+        stream = on_demand(split)
     else:
         docs = source.documents(split)
         stream = pack_documents(docs, document_order(len(docs), seed), source.vocab_size)

@@ -4,9 +4,9 @@ A source gives, for a split ('train' or 'heldout'), its documents as 1-D token a
 deterministic order, plus a fingerprint (content hash recorded with every run) and token counts.
 Packing documents into training rows is not a source's job (see packing.py).
 
-Sources: the embedded corpus (default), the user's text files or folders, a pre-tokenized
-token file (nanoGPT `.bin`: flat uint16), and a Hugging Face dataset (only if `datasets` is
-installed).
+Sources: the embedded corpus (default), the user's text files or folders, pre-tokenized
+token files (token_files.py: nanoGPT `.bin` or shards with a manifest), and a Hugging Face
+dataset (only if `datasets` is installed). Text sources take any tokenizer (tokenizer.py).
 """
 
 from __future__ import annotations
@@ -22,35 +22,11 @@ import numpy as np
 
 from griffin_core.data import corpus as corpus_mod
 from griffin_core.data.errors import DataError
+from griffin_core.data.source_base import TokenSource
 from griffin_core.data.splits import (DEFAULT_HELDOUT_FRACTION, check_split, fingerprint_entries,
                                       heldout_keys, split_rule)
-from griffin_core.data.tokenizer import ByteTokenizer, Tokenizer, encode_file_bytes, get_tokenizer
-
-
-class TokenSource(abc.ABC):
-    """Documents for a split, a fingerprint and token counts."""
-
-    tokenizer_name: str
-    vocab_size: int
-
-    @abc.abstractmethod
-    def documents(self, split: str) -> Sequence[np.ndarray]:
-        """Documents of `split` in a fixed order: a sequence of token arrays [N_doc]."""
-
-    @abc.abstractmethod
-    def fingerprint(self) -> str:
-        """Hex sha256 of the content, the split rule and the tokenizer: equal iff same data."""
-
-    def num_tokens(self, split: str) -> int:
-        """Total tokens in `split`."""
-        return int(sum(len(d) for d in self.documents(split)))
-
-    def num_documents(self, split: str) -> int:
-        return len(self.documents(split))
-
-    def num_bytes(self, split: str) -> int | None:
-        """UTF-8 bytes of text behind `split` (for bits per byte); None if unknown."""
-        return None
+from griffin_core.data.token_files import TokenFileSource
+from griffin_core.data.tokenizer import ByteTokenizer, Tokenizer, encode_file_bytes, load_tokenizer
 
 
 class _FileDocumentsSource(TokenSource):
@@ -148,7 +124,34 @@ class CorpusSource(_FileDocumentsSource):
         return "embedded corpus"
 
 
-def _check_text(path: Path, data: bytes) -> None:
+def list_text_files(paths: Sequence[Path]) -> dict[str, Path]:
+    """Key (path relative to the folder given, prefixed by its name) -> file, for files and
+    folders (recursive; hidden names skipped). Lists only: nothing is read."""
+    found: dict[str, Path] = {}
+    for root in paths:
+        if not root.exists():
+            raise DataError(f"text source: {root} does not exist")
+        if root.is_file():
+            pairs = [(root.name, root)]
+        else:
+            pairs = []
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if not name.startswith("."):
+                        f = Path(dirpath) / name
+                        pairs.append(((Path(root.name) / f.relative_to(root)).as_posix(), f))
+            if not pairs:
+                raise DataError(f"text source: folder {root} contains no files")
+        for key, f in pairs:
+            if key in found:
+                raise DataError(f"text source: {f} and {found[key]} have the same key {key!r}")
+            found[key] = f
+    return found
+
+
+def check_text(path: Path, data: bytes) -> None:
+    """DataError naming `path` unless `data` is UTF-8 text."""
     # NUL bytes never occur in text and almost always in binary formats; UTF-8 is required
     # because every tokenizer here consumes UTF-8 text.
     if b"\x00" in data:
@@ -181,28 +184,11 @@ class TextFilesSource(_FileDocumentsSource):
                 raise DataError(f"text source: {p} does not exist")
 
     def _files(self) -> list[tuple[str, bytes]]:
-        found: dict[str, Path] = {}
-        for root in self.paths:
-            if root.is_file():
-                pairs = [(root.name, root)]
-            else:
-                pairs = []
-                for dirpath, dirnames, filenames in os.walk(root):
-                    dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                    for name in sorted(filenames):
-                        if not name.startswith("."):
-                            f = Path(dirpath) / name
-                            pairs.append(((Path(root.name) / f.relative_to(root)).as_posix(), f))
-                if not pairs:
-                    raise DataError(f"text source: folder {root} contains no files")
-            for key, f in pairs:
-                if key in found:
-                    raise DataError(f"text source: {f} and {found[key]} have the same key {key!r}")
-                found[key] = f
+        found = list_text_files(self.paths)
         out = []
         for key in sorted(found):
             data = found[key].read_bytes()
-            _check_text(found[key], data)
+            check_text(found[key], data)
             out.append((key, data))
         if not any(data for _, data in out):
             raise DataError(f"text source: {', '.join(map(str, self.paths))} contain no text (all files empty)")
@@ -210,99 +196,6 @@ class TextFilesSource(_FileDocumentsSource):
 
     def describe(self) -> str:
         return f"text source {', '.join(map(str, self.paths))}"
-
-
-class TokenFileSource(TokenSource):
-    """Pre-tokenized flat token files read by np.memmap (nanoGPT `.bin`: raw uint16, no header).
-
-    `train` is a file, or a folder holding `train.bin` and `val.bin` (nanoGPT's names).
-    Without `eot_token` each file is one document; with it, a document ends after each
-    `eot_token` (nanoGPT appends one after every document).
-    """
-
-    def __init__(self, train: str | os.PathLike, vocab_size: int,
-                 heldout: str | os.PathLike | None = None, eot_token: int | None = None,
-                 dtype: str = "uint16", tokenizer_name: str = "pretokenized"):
-        train = Path(train)
-        if train.is_dir():
-            heldout = train / "val.bin" if heldout is None else heldout
-            train = train / "train.bin"
-        self.paths = {"train": train, "heldout": Path(heldout) if heldout is not None else None}
-        self.vocab_size = int(vocab_size)
-        self.tokenizer_name = tokenizer_name
-        self.eot_token = eot_token
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.int32)):
-            raise DataError(f"token file dtype {dtype!r}: use uint16 (nanoGPT), uint32 or int32")
-        self._arrays: dict[str, np.ndarray] = {}
-        self._digests: dict[str, str] = {}
-        self._starts: dict[str, np.ndarray] = {}
-
-    def tokens(self, split: str) -> np.ndarray:
-        """The whole file of `split` as a read-only memmap [N], checked once."""
-        check_split(split)
-        if split in self._arrays:
-            return self._arrays[split]
-        path = self.paths[split]
-        if path is None:
-            raise DataError(f"token file source: no file given for the {split} split")
-        if not path.is_file():
-            raise DataError(f"token file {path} does not exist")
-        size = path.stat().st_size
-        if size == 0 or size % self.dtype.itemsize:
-            raise DataError(f"token file {path}: {size} bytes is not a positive multiple of "
-                            f"{self.dtype.itemsize} ({self.dtype.name} tokens)")
-        arr = np.memmap(path, dtype=self.dtype, mode="r")
-        h = hashlib.sha256()
-        chunk = 1 << 24  # check and hash in 16M-token chunks: bounded memory on huge files
-        for lo in range(0, len(arr), chunk):
-            part = np.asarray(arr[lo:lo + chunk])
-            bad = np.flatnonzero((part >= self.vocab_size) | (part < 0))
-            if bad.size:
-                i = lo + int(bad[0])
-                raise DataError(f"token file {path}: token {int(arr[i])} at index {i} is >= "
-                                f"vocab_size {self.vocab_size}")
-            h.update(part.tobytes())
-        self._arrays[split] = arr
-        self._digests[split] = h.hexdigest()
-        return arr
-
-    def doc_starts(self, split: str) -> np.ndarray:
-        """Start index of each document [D] int64 (0 first)."""
-        arr = self.tokens(split)
-        if self.eot_token is None:
-            return np.zeros(1, np.int64)
-        if split not in self._starts:
-            chunk = 1 << 24  # scan in chunks: a full-size boolean temporary could be GBs
-            ends = [lo + np.flatnonzero(np.asarray(arr[lo:lo + chunk]) == self.eot_token) + 1
-                    for lo in range(0, len(arr), chunk)]
-            ends = np.concatenate(ends)
-            self._starts[split] = np.concatenate([[0], ends[ends < len(arr)]]).astype(np.int64)
-        return self._starts[split]
-
-    def documents(self, split: str) -> list[np.ndarray]:
-        arr = self.tokens(split)
-        starts = self.doc_starts(split)
-        ends = np.append(starts[1:], len(arr))
-        return [arr[a:b] for a, b in zip(starts, ends)]
-
-    def num_tokens(self, split: str) -> int:
-        return len(self.tokens(split))
-
-    def flat_stream(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(tokens [N], doc_starts [D]) without copying: packing uses the file as it is."""
-        return self.tokens(split), self.doc_starts(split)
-
-    def num_documents(self, split: str) -> int:
-        return len(self.doc_starts(split))
-
-    def fingerprint(self) -> str:
-        parts = [f"token-file\n{self.tokenizer_name}\n{self.vocab_size}\n{self.eot_token}\n{self.dtype.name}"]
-        for split in ("train", "heldout"):
-            if self.paths[split] is not None:
-                self.tokens(split)
-                parts.append(f"{split}\t{self._digests[split]}")
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 class HFDatasetSource(TokenSource):
@@ -335,15 +228,27 @@ class HFDatasetSource(TokenSource):
             self._loaded[split] = self._datasets.load_dataset(split=self.splits[split], **self.args)
         return self._loaded[split]
 
+    def _checked(self, split: str):
+        ds = self._dataset(split)
+        if self.text_field not in ds.column_names:
+            raise DataError(f"Hugging Face dataset {self.args['path']}: no column "
+                            f"{self.text_field!r} (columns: {ds.column_names})")
+        return ds
+
     def documents(self, split: str) -> list[np.ndarray]:
         if split not in self._docs:
-            ds = self._dataset(split)
-            if self.text_field not in ds.column_names:
-                raise DataError(f"Hugging Face dataset {self.args['path']}: no column "
-                                f"{self.text_field!r} (columns: {ds.column_names})")
-            docs = [self.tokenizer.encode(row[self.text_field]) for row in ds]
+            docs = [self.tokenizer.encode(row[self.text_field]) for row in self._checked(split)]
             self._docs[split] = [d for d in docs if len(d)]
         return self._docs[split]
+
+    def num_rows(self, split: str) -> int:
+        """Rows of the split (documents, before empty ones are dropped)."""
+        return len(self._checked(split))
+
+    def texts(self, split: str, start: int, stop: int) -> list[str]:
+        """The text of rows [start, stop) of the split: data preparation shards by rows."""
+        ds = self._checked(split)
+        return list(ds.select(range(start, min(stop, len(ds))))[self.text_field])
 
     def fingerprint(self) -> str:
         # `datasets` fingerprints each split by content and processing history.
@@ -362,6 +267,6 @@ def make_source(kind: str = "corpus", **kwargs) -> TokenSource:
         cls = SOURCES[kind]
     except KeyError:
         raise DataError(f"unknown data source {kind!r}; known: {sorted(SOURCES)}") from None
-    if isinstance(kwargs.get("tokenizer"), str):  # configs name the tokenizer
-        kwargs["tokenizer"] = get_tokenizer(kwargs["tokenizer"])
+    if isinstance(kwargs.get("tokenizer"), str):  # configs name the tokenizer, or give its file
+        kwargs["tokenizer"] = load_tokenizer(kwargs["tokenizer"])
     return cls(**kwargs)

@@ -1,0 +1,218 @@
+"""The run store on buckets, against real server software on 127.0.0.1: moto's S3 API and
+gcp-storage-emulator's GCS API (tests/bucket_servers.py), one of each for the module, and a
+Ray cluster on loopback whose workers inherit the servers' environment.
+
+S3 fully: two drivers on one sweep (each point once), a killed driver whose run resumes from
+its staged checkpoint, griffin-figures and griffin-eval on the bucket, a corrupt object named
+and skipped, metrics writes counted at the server. GCS: two drivers on one sweep end to end
+(Orbax writing gs:// itself), griffin-eval on it. Both: the write-once creates the leases rely
+on, refused by the server. (A killed driver and griffin-figures are tested on S3 only: the
+code paths are the store's, the same for both; the time budget does not cover both.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import faults
+import pytest
+
+from bucket_servers import GcsServer, S3Server, apply_env, no_cloud_env
+from run_store import RunStore, read_metrics
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["family=hawk", "size=cpu-30k", "data.seq_len=16", "trainer.batch_size=2", "trainer.budget.rule=steps",
+        "trainer.budget.value=6", "trainer.eval_every=0", "trainer.checkpoint_every=2", "data.eval_sequences=2",
+        "data.position_eval_factor=2", "data.position_eval_docs=2", "logger.wandb.mode=disabled",
+        "launcher.kind=cluster", "launcher.lease_timeout_s=4", "launcher.heartbeat_s=0.5", "launcher.poll_s=0.5"]
+ENTRY = "import sys; from launch.cli import sweep_main; sys.exit(sweep_main(sys.argv[1:]))"
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """Both servers, and this process's environment pointing at them (so the Ray cluster and
+    every driver started after this inherit it)."""
+    tmp = tmp_path_factory.mktemp("buckets")
+    s3, gcs = S3Server(), GcsServer()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            tests = str(REPO / "tests")
+            apply_env(mp, {**no_cloud_env(tmp), **s3.env(), **gcs.env(),
+                           "PYTHONPATH": os.pathsep.join([tests, str(REPO), os.environ.get("PYTHONPATH", "")])})
+            yield s3, gcs
+    finally:
+        s3.stop()
+        gcs.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(servers):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "object_store_memory": 80 * 2**20,
+                                                      "include_dashboard": False})
+    ray.init(address=c.address)
+    c.compile_cache = str(REPO / ".cache" / "jax-tests")  # the suite's warm compilation cache
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def args(cluster, root, *extra):
+    return [*TINY, f"launcher.ray_address={cluster.address}", f"launcher.compile_cache={cluster.compile_cache}",
+            f"store.root={root}", f"launcher.worker_setup_hook={faults.HOOK}", "--no-live", *extra]
+
+
+def driver(cluster, root, *extra):
+    return subprocess.Popen([sys.executable, "-c", ENTRY, *args(cluster, root, *extra)], env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def claims(log: pathlib.Path) -> dict[int, list[int]]:
+    """Seed -> the steps its run started from, once per claim (faults' claims_log)."""
+    out: dict[int, list[int]] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        entry = json.loads(line)
+        out.setdefault(entry["seed"], []).append(entry["start"])
+    return out
+
+
+def wait_for(predicate, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def assert_done(store: RunStore, runs: int, steps: int = 6) -> None:
+    assert len(store.list_runs()) == runs
+    for run_id in store.list_runs():
+        assert store.status(run_id).state == "SUCCESS"
+        assert store.read_result(run_id).steps == steps
+        assert [r["step"] for r in read_metrics(store.run_dir(run_id))] == list(range(1, steps + 1))
+
+
+def test_s3_two_drivers_figures_eval_and_a_corrupt_object(cluster, servers, tmp_path, capsys):
+    s3, _ = servers
+    root = "s3://bucket/two-drivers"
+    faults.write(root, claims_log=str(tmp_path / "claims.jsonl"))
+    drivers = [driver(cluster, root, "trainer.seed=0,1,2") for _ in range(2)]
+    for d in drivers:
+        out, _ = d.communicate(timeout=300)
+        assert d.returncode == 0, out
+    store = RunStore(root)
+    assert_done(store, 3)
+    assert claims(tmp_path / "claims.jsonl") == {0: [0], 1: [0], 2: [0]}  # each point once
+    assert sorted(store.read_sweep("default")["runs"]) == store.list_runs()
+    for run_id in store.list_runs():  # staged checkpoints: the two Orbax keeps, each marked complete
+        assert store.run_listing(run_id, "ckpt") == ["4", "6"]
+        assert ".complete" in store.run_listing(run_id, "ckpt", "6")
+
+    from analysis.cli import figures_main
+    from experiments.evaluate import main as eval_main
+
+    first = store.list_runs()[0]
+    assert eval_main([store.run_dir(first), "--length", "32", "--docs", "2"]) == 0
+    assert store.run_listing(first, "eval") == ["loss_by_position_32.json"]
+    broken, no_curve = store.list_runs()[1:]
+    s3.client().put_object(Bucket="bucket", Key=f"two-drivers/runs/{broken}/result.json", Body=b"{not json")
+    s3.client().put_object(Bucket="bucket", Key=f"two-drivers/runs/{no_curve}/metrics.jsonl",
+                           Body=b'{"step": 1, "loss": 5.0}\n{"step": 2, "lo\n{"step": 3, "loss": 4.0}\n')
+    capsys.readouterr()
+    code = figures_main([root, "--only", "training_curves", "--formats", "png", "--bootstrap", "0",
+                         "--out", str(tmp_path / "figures")])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert f"excluding run {broken}: CORRUPT" in err and "result.json: corrupt result file" in err
+    assert f"no curve for run {no_curve}" in err and "metrics.jsonl: corrupt metrics line 2 of 3" in err
+    assert "loaded 2 runs" in out and (tmp_path / "figures" / "training_curves.png").exists()
+    from analysis.cli import _default_out
+
+    assert _default_out(root, "default") == os.path.join("figures", "default")  # local files, not the bucket
+
+
+def test_s3_killed_driver_resumes_from_the_staged_checkpoint(cluster, servers, tmp_path):
+    root = "s3://bucket/killed"
+    log = tmp_path / "claims.jsonl"
+    faults.write(root, stall_after_step=3, claims_log=str(log))  # the run hangs after step 3 ...
+    first = driver(cluster, root, "trainer.seed=0")
+    store = RunStore(root)
+    wait_for(lambda: store.list_runs() and "2" in store.run_listing(store.list_runs()[0], "ckpt")
+             and ".complete" in store.run_listing(store.list_runs()[0], "ckpt", "2"))
+    os.killpg(first.pid, signal.SIGKILL)  # ... so the driver dies with it half done
+    first.wait()
+    (run_id,) = store.list_runs()
+    assert store.status(run_id).state == "RUNNING"
+    faults.write(root, claims_log=str(log))
+    second = driver(cluster, root, "trainer.seed=0")
+    out, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, out
+    assert_done(store, 1)
+    assert claims(log) == {0: [0, 2]}  # resumed once, from its step-2 checkpoint on the bucket
+
+
+def test_s3_metrics_reach_the_bucket_in_batches(servers):
+    """griffin-train with checkpoints at steps 20 and 40 and a flush interval longer than the
+    run: metrics.jsonl is written twice, at the two checkpoints, and nowhere else."""
+    s3, _ = servers
+    from experiments.cli import train_main
+
+    root = "s3://bucket/batched"
+    overrides = [o for o in TINY[:12] if not o.startswith(("trainer.budget.value=", "trainer.checkpoint_every="))]
+    assert train_main([*overrides, "trainer.budget.value=40", "trainer.checkpoint_every=20",
+                       "store.metrics_flush_s=1000", f"store.root={root}", "--quiet"]) == 0
+    metrics = [r for r in s3.recorder.log if r.path.startswith("/bucket/batched/") and r.path.endswith("/metrics.jsonl")]
+    assert [r.method for r in metrics if r.method == "PUT"] == ["PUT", "PUT"], metrics
+    first_put = next(i for i, r in enumerate(metrics) if r.method == "PUT")
+    assert all(r.method == "PUT" for r in metrics[first_put:])  # no batch reads the object back
+    store = RunStore(root)
+    (run_id,) = store.list_runs()
+    assert [r["step"] for r in store.read_metrics(run_id)] == list(range(1, 41))
+
+
+def test_gcs_two_drivers_with_orbax_writing_the_bucket(cluster, servers, tmp_path):
+    root = "gs://bucket/sweep"
+    faults.write(root, claims_log=str(tmp_path / "claims.jsonl"))
+    drivers = [driver(cluster, root, "trainer.seed=0,1") for _ in range(2)]
+    for d in drivers:
+        out, _ = d.communicate(timeout=300)
+        assert d.returncode == 0, out
+    store = RunStore(root)
+    assert_done(store, 2)
+    assert claims(tmp_path / "claims.jsonl") == {0: [0], 1: [0]}  # each point once
+    assert sorted(store.read_sweep("default")["runs"]) == store.list_runs()
+    for run_id in store.list_runs():  # Orbax's own layout on GCS: no staging mark, its commit files
+        assert store.run_listing(run_id, "ckpt") == ["4", "6"]
+        assert "commit_success.txt" in store.run_listing(run_id, "ckpt", "6")
+    from experiments.evaluate import main as eval_main
+
+    run = store.run_dir(store.list_runs()[0])
+    assert eval_main([run, "--length", "32", "--docs", "2"]) == 0
+    assert store.run_listing(store.list_runs()[0], "eval") == ["loss_by_position_32.json"]
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_write_once_creates_are_refused_by_the_server(servers, scheme):
+    s3, gcs = servers
+    store = RunStore(f"{scheme}://bucket/creates")
+    backend, path = store._backend, store._path("runs", "x", "lease.json")
+    refused_before = gcs.refused() if scheme == "gs" else len(s3.recorder.requests("lease.json", "PUT"))
+    assert backend.create_exclusive(path, b"first") is True
+    assert backend.create_exclusive(path, b"second") is False
+    assert backend.read(path) == b"first"
+    if scheme == "gs":
+        assert gcs.refused() == refused_before + 1  # the emulator's 412: gcsfs sent ifGenerationMatch=0
+    else:
+        statuses = [r.status for r in s3.recorder.requests("lease.json", "PUT")[refused_before:]]
+        assert statuses == [200, 412]  # moto honours If-None-Match: *
+    lease = store.acquire("hawk-cpu-30k-6st-000000000000")
+    assert lease is not None and store.acquire("hawk-cpu-30k-6st-000000000000") is None
+    lease.release()

@@ -70,6 +70,10 @@ def _sweep(argv: Sequence[str]) -> int:
 
             ray.shutdown()
     out.print(summary_table(plan, outcomes))
+    for outcome in outcomes.values():  # whole, unwrapped: a reason and a log path to copy
+        if outcome.status in ("FAILED", "DIVERGED"):
+            log = f" (log {outcome.log_path})" if outcome.log_path else ""
+            print(f"{outcome.run.ref.run_id} {outcome.status}: {outcome.reason or 'no reason given'}{log}", flush=True)
     out.print(f"sweep manifest: {manifest}" + (f" (estimated {total / 60:.1f} min)" if total else ""))
     failed = [o for o in outcomes.values() if o.status == "FAILED"]
     return 1 if failed else 0

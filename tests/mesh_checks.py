@@ -3,9 +3,9 @@ simulated CPU devices: `python tests/mesh_checks.py CHECK [TMPDIR]` prints one J
 
 - hlo: Griffin 400M (the paper's row) compiled under fsdp_tp on 16 devices: collectives inside
   the RG-LRU's time loops, and elsewhere; per-device parameter bytes under fsdp on 16.
-- losses: a small Griffin trained 3 steps on 1 device and on 8 under dp, fsdp and fsdp_tp 2x4.
-- checkpoints: saved after 2 steps under fsdp on 8 devices, restored on 1 device, under
-  fsdp_tp 2x4 and in the scanned layout, then 2 more steps each; an asynchronous save too.
+- meshes: a small Griffin trained 4 steps under fsdp on 8 devices, on 1 device and under
+  fsdp_tp 2x4; saved after 2 steps under fsdp, restored on 1 device, under fsdp_tp 2x4 and in
+  the scanned layout, then 2 more steps each; an asynchronous save too.
 """
 
 from __future__ import annotations
@@ -85,38 +85,33 @@ def _train(jitted, mesh, state, batches) -> tuple[object, list[float]]:
     return state, losses
 
 
-def losses() -> dict:
-    out = {}
-    for name, strategy, sizes, devices in [("one", "dp", {}, 1), ("dp", "dp", {}, 8), ("fsdp", "fsdp", {}, 8),
-                                           ("fsdp_tp", "fsdp_tp", {"fsdp": 2, "tensor": 4}, 8)]:
-        jitted, mesh = build(SMALL, strategy, sizes, devices)
-        _, out[name] = _train(jitted, mesh, jitted.init(jax.random.PRNGKey(0)), _batches(3))
-    return out
-
-
-def checkpoints(folder: str) -> dict:
+def meshes(folder: str) -> dict:
+    """Losses of 4 steps from the same init under fsdp (8 devices, saving after step 2), on 1
+    device and under fsdp_tp 2 x 4; and of steps 3-4 resumed from the fsdp checkpoint on each,
+    in the scanned layout and from an asynchronous save. One compile per mesh."""
     batches = list(_batches(4))
+    out = {}
     jitted, mesh = build(SMALL, "fsdp", {}, 8)
-    state, _ = _train(jitted, mesh, jitted.init(jax.random.PRNGKey(0)), batches[:2])
+    state, first = _train(jitted, mesh, jitted.init(jax.random.PRNGKey(0)), batches[:2])
     with Checkpointer(os.path.join(folder, "sync")) as ckpt:
         ckpt.save(2, state)
     with Checkpointer(os.path.join(folder, "async"), async_save=True) as ckpt:
         ckpt.save(2, state)  # written in the background; closing waits for it
-    out = {}
-    _, out["fsdp_straight"] = _train(jitted, mesh, state, batches[2:])
-    for name, cfg, strategy, sizes, devices, where in [
-            ("one_device", SMALL, "dp", {}, 1, "sync"), ("fsdp_tp", SMALL, "fsdp_tp", {"fsdp": 2, "tensor": 4}, 8, "sync"),
-            ("scanned", SMALL.replace(scan_layers=True), "fsdp", {}, 8, "sync"), ("async", SMALL, "fsdp", {}, 8, "async")]:
+    _, rest = _train(jitted, mesh, state, batches[2:])
+    out["fsdp"] = first + rest
+    with Checkpointer(os.path.join(folder, "async")) as ckpt:
+        _, out["async_resumed"] = _train(jitted, mesh, restore_state(ckpt, 2, SMALL, jitted), batches[2:])
+    for name, cfg, strategy, sizes, devices in [
+            ("one_device", SMALL, "dp", {}, 1), ("fsdp_tp", SMALL, "fsdp_tp", {"fsdp": 2, "tensor": 4}, 8),
+            ("scanned", SMALL.replace(scan_layers=True), "fsdp", {}, 8)]:
         jitted, mesh = build(cfg, strategy, sizes, devices)
-        with Checkpointer(os.path.join(folder, where)) as ckpt:
+        _, out[name] = _train(jitted, mesh, jitted.init(jax.random.PRNGKey(0)), batches)
+        with Checkpointer(os.path.join(folder, "sync")) as ckpt:
             restored = restore_state(ckpt, 2, cfg, jitted)
-        leaf = jax.tree_util.tree_leaves(restored.params)[0]
-        out[name + "_devices"] = len(leaf.sharding.device_set)
-        _, out[name] = _train(jitted, mesh, restored, batches[2:])
+        out[name + "_devices"] = len(jax.tree_util.tree_leaves(restored.params)[0].sharding.device_set)
+        _, out[name + "_resumed"] = _train(jitted, mesh, restored, batches[2:])
     return out
 
 
 if __name__ == "__main__":
-    check = sys.argv[1]
-    result = {"hlo": hlo, "losses": losses}.get(check)
-    print(json.dumps(result() if result else checkpoints(sys.argv[2])))
+    print(json.dumps(hlo() if sys.argv[1] == "hlo" else meshes(sys.argv[2])))

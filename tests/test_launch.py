@@ -10,9 +10,6 @@ import os
 import pathlib
 import re
 import signal
-import subprocess
-import sys
-import time
 
 import faults
 import pytest
@@ -21,30 +18,12 @@ from run_store import RunStore, read_metrics
 from launch.cli import sweep_main
 from launch.grid import expand
 
-TINY = ["family=hawk", "size=cpu-30k", "data.seq_len=16", "trainer.batch_size=2", "trainer.budget.rule=steps",
-        "trainer.budget.value=6", "trainer.eval_every=0", "trainer.checkpoint_every=2", "data.eval_sequences=2",
-        "data.position_eval_factor=2", "data.position_eval_docs=2", "logger.wandb.mode=disabled",
-        "launcher.kind=cluster", "launcher.lease_timeout_s=4", "launcher.heartbeat_s=0.5", "launcher.poll_s=0.5"]
-ENTRY = "import sys; from launch.cli import sweep_main; sys.exit(sweep_main(sys.argv[1:]))"
+from sweep_helpers import TINY, args, driver as _driver, ray_cluster, wait_for as _wait
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    import ray
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 * 2**20,
-                                                      "include_dashboard": False})
-    ray.init(address=c.address)
-    c.compile_cache = str(tmp_path_factory.mktemp("jax-cache"))
-    yield c
-    ray.shutdown()
-    c.shutdown()
-
-
-def args(cluster, root, *extra):
-    return [*TINY, f"launcher.ray_address={cluster.address}", f"launcher.compile_cache={cluster.compile_cache}",
-            f"store.root={root}", f"launcher.worker_setup_hook={faults.HOOK}", "--no-live", *extra]
+    yield from ray_cluster(1, str(tmp_path_factory.mktemp("jax-cache")))
 
 
 def claims(store: RunStore, run_id: str) -> int:
@@ -164,20 +143,6 @@ def test_run_output_goes_to_its_log_and_back(tmp_path, capfd):
     assert (tmp_path / "logs" / "worker.log").read_text() == "during run\nxla says\n"
     out = capfd.readouterr().out
     assert "before" in out and "after" in out and "during" not in out
-
-
-def _driver(cluster, root, *extra, env=None):
-    return subprocess.Popen([sys.executable, "-c", ENTRY, *args(cluster, root, *extra)], env=env or dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def _wait(predicate, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError("timed out")
 
 
 def test_killed_driver_restarts_without_rerunning_successes(cluster, tmp_path):

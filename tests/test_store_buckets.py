@@ -15,9 +15,6 @@ import json
 import os
 import pathlib
 import signal
-import subprocess
-import sys
-import time
 
 import faults
 import pytest
@@ -26,11 +23,7 @@ from bucket_servers import GcsServer, S3Server, apply_env, no_cloud_env
 from run_store import RunStore, read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TINY = ["family=hawk", "size=cpu-30k", "data.seq_len=16", "trainer.batch_size=2", "trainer.budget.rule=steps",
-        "trainer.budget.value=6", "trainer.eval_every=0", "trainer.checkpoint_every=2", "data.eval_sequences=2",
-        "data.position_eval_factor=2", "data.position_eval_docs=2", "logger.wandb.mode=disabled",
-        "launcher.kind=cluster", "launcher.lease_timeout_s=4", "launcher.heartbeat_s=0.5", "launcher.poll_s=0.5"]
-ENTRY = "import sys; from launch.cli import sweep_main; sys.exit(sweep_main(sys.argv[1:]))"
+from sweep_helpers import TINY, driver, ray_cluster, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -52,26 +45,7 @@ def servers(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(servers):
-    import ray
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "object_store_memory": 80 * 2**20,
-                                                      "include_dashboard": False})
-    ray.init(address=c.address)
-    c.compile_cache = str(REPO / ".cache" / "jax-tests")  # the suite's warm compilation cache
-    yield c
-    ray.shutdown()
-    c.shutdown()
-
-
-def args(cluster, root, *extra):
-    return [*TINY, f"launcher.ray_address={cluster.address}", f"launcher.compile_cache={cluster.compile_cache}",
-            f"store.root={root}", f"launcher.worker_setup_hook={faults.HOOK}", "--no-live", *extra]
-
-
-def driver(cluster, root, *extra):
-    return subprocess.Popen([sys.executable, "-c", ENTRY, *args(cluster, root, *extra)], env=dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    yield from ray_cluster(2, str(REPO / ".cache" / "jax-tests"))  # the suite's warm compilation cache
 
 
 def claims(log: pathlib.Path) -> dict[int, list[int]]:
@@ -83,13 +57,19 @@ def claims(log: pathlib.Path) -> dict[int, list[int]]:
     return out
 
 
-def wait_for(predicate, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError("timed out")
+def two_drivers_each_point_once(cluster, root: str, claims_log: pathlib.Path, seeds: int) -> RunStore:
+    """Two drivers on one sweep of `seeds` seeds: both succeed, every run once, the manifest
+    lists them all."""
+    faults.write(root, claims_log=str(claims_log))
+    drivers = [driver(cluster, root, "trainer.seed=" + ",".join(map(str, range(seeds)))) for _ in range(2)]
+    for d in drivers:
+        out, _ = d.communicate(timeout=300)
+        assert d.returncode == 0, out
+    store = RunStore(root)
+    assert_done(store, seeds)
+    assert claims(claims_log) == {seed: [0] for seed in range(seeds)}  # each point once
+    assert sorted(store.read_sweep("default")["runs"]) == store.list_runs()
+    return store
 
 
 def assert_done(store: RunStore, runs: int, steps: int = 6) -> None:
@@ -103,15 +83,7 @@ def assert_done(store: RunStore, runs: int, steps: int = 6) -> None:
 def test_s3_two_drivers_figures_eval_and_a_corrupt_object(cluster, servers, tmp_path, capsys):
     s3, _ = servers
     root = "s3://bucket/two-drivers"
-    faults.write(root, claims_log=str(tmp_path / "claims.jsonl"))
-    drivers = [driver(cluster, root, "trainer.seed=0,1,2") for _ in range(2)]
-    for d in drivers:
-        out, _ = d.communicate(timeout=300)
-        assert d.returncode == 0, out
-    store = RunStore(root)
-    assert_done(store, 3)
-    assert claims(tmp_path / "claims.jsonl") == {0: [0], 1: [0], 2: [0]}  # each point once
-    assert sorted(store.read_sweep("default")["runs"]) == store.list_runs()
+    store = two_drivers_each_point_once(cluster, root, tmp_path / "claims.jsonl", seeds=3)
     for run_id in store.list_runs():  # staged checkpoints: the two Orbax keeps, each marked complete
         assert store.run_listing(run_id, "ckpt") == ["4", "6"]
         assert ".complete" in store.run_listing(run_id, "ckpt", "6")
@@ -180,15 +152,7 @@ def test_s3_metrics_reach_the_bucket_in_batches(servers):
 
 def test_gcs_two_drivers_with_orbax_writing_the_bucket(cluster, servers, tmp_path):
     root = "gs://bucket/sweep"
-    faults.write(root, claims_log=str(tmp_path / "claims.jsonl"))
-    drivers = [driver(cluster, root, "trainer.seed=0,1") for _ in range(2)]
-    for d in drivers:
-        out, _ = d.communicate(timeout=300)
-        assert d.returncode == 0, out
-    store = RunStore(root)
-    assert_done(store, 2)
-    assert claims(tmp_path / "claims.jsonl") == {0: [0], 1: [0]}  # each point once
-    assert sorted(store.read_sweep("default")["runs"]) == store.list_runs()
+    store = two_drivers_each_point_once(cluster, root, tmp_path / "claims.jsonl", seeds=2)
     for run_id in store.list_runs():  # Orbax's own layout on GCS: no staging mark, its commit files
         assert store.run_listing(run_id, "ckpt") == ["4", "6"]
         assert "commit_success.txt" in store.run_listing(run_id, "ckpt", "6")

@@ -14,8 +14,9 @@ from matplotlib import cm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-FAMILY_COLORS = {"mqa": "#4C72B0", "hawk": "#DD8452", "griffin": "#55A868"}
-FAMILY_ORDER = ("mqa", "mqa_nope", "hawk", "griffin")
+FAMILY_COLORS = {"mqa": "#4C72B0", "hawk": "#DD8452", "griffin": "#55A868", "mamba2": "#8172B3",
+                 "mamba2_mlp": "#937860"}
+FAMILY_ORDER = ("mqa", "mqa_nope", "hawk", "griffin", "mamba2", "mamba2_mlp")
 SIZE_CMAP = "viridis"
 SIZE_CMAP_RANGE = (0.0, 0.85)
 """The part of the colormap sizes use (viridis' last yellows are too light on white)."""

@@ -17,7 +17,9 @@ from typing import Any, Dict, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from griffin_core.config import FAMILY_FIELDS, FAMILY_PATTERNS, NUMERICS_FIELDS, ModelConfig
+from griffin_core.config import (
+    DEFAULT_MLP_EXPANSION, FAMILY_FIELDS, FAMILY_MLP_EXPANSION, FAMILY_PATTERNS, NUMERICS_FIELDS, ModelConfig,
+)
 from griffin_core.optim_config import OptimSettings
 from griffin_core.sizes import ALL_SIZES, SizeSpec
 
@@ -337,7 +339,8 @@ def register() -> None:
                           ("logger", LoggerConf), ("launcher", LauncherConf), ("experiment", ExperimentConf)):
         cs.store(group=group, name=f"{group}_schema", node=schema)
     for name, pattern in FAMILY_PATTERNS.items():
-        cs.store(group="family", name=name, node=FamilyConf(name=name, block_pattern=list(pattern)))
+        mlp = FAMILY_MLP_EXPANSION.get(name, DEFAULT_MLP_EXPANSION)
+        cs.store(group="family", name=name, node=FamilyConf(name=name, block_pattern=list(pattern), mlp_expansion=mlp))
     cs.store(group="family", name="mqa_nope",
              node=FamilyConf(name="mqa_nope", block_pattern=["attention"], use_rope=False))
     for name, row in ALL_SIZES.items():

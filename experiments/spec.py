@@ -12,12 +12,12 @@ from typing import Any, Mapping
 
 from griffin_core import counting
 from griffin_core.budget import BudgetSpec, Schedule, make_schedule
-from griffin_core.config import EXECUTION_FIELDS, FAMILY_FIELDS, NUMERICS_FIELDS, ConfigError, ModelConfig
+from griffin_core.config import FAMILY_FIELDS, NUMERICS_FIELDS, ConfigError, ModelConfig
 from griffin_core.data.manifest import ID_LIMITS, find_manifest
 from griffin_core.data.tokenizer import load_tokenizer
 from griffin_core.optim_config import ADAMW_FIELDS
 from griffin_core.parallelism import check_settings
-from griffin_core.sizes import SizeSpec
+from griffin_core.sizes import SizeSpec, model_config
 
 TEXT_SOURCES = ("embedded", "text", "tokens", "hf")
 TASK_SOURCES = ("selective_copy", "induction_heads")
@@ -49,7 +49,7 @@ class RunSpec:
         launcher or evaluation cadence. (A tokenizer file enters through the data's
         fingerprint, by its hash.)"""
         data = {k: v for k, v in self.data.items() if k not in ("path", "tokenizer")}
-        model = {k: v for k, v in self.model.to_dict().items() if k not in EXECUTION_FIELDS}
+        model = self.model.identity()
         return {"model": model, "data": data, "optim": dict(self.optim),
                 "budget": dataclasses.asdict(self.budget) | {"label": None},
                 "schedule": dataclasses.asdict(self.schedule), "seed": self.seed,
@@ -132,9 +132,8 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
     if model_over.get("local_window") is not None:
         _positive(model_over, "local_window", "model")
     window = model_over.get("local_window") or row.local_window
-    model = ModelConfig(
-        family=family["name"], vocab_size=vocab_size(data), width=row.width, depth=row.depth,
-        num_heads=row.num_heads, lru_width=row.lru_width, num_gate_blocks=row.num_gate_blocks, local_window=window,
+    model = model_config(
+        family["name"], row, vocab_size(data), local_window=window,
         **{k: tuple(family[k]) if k == "block_pattern" else family[k] for k in FAMILY_FIELDS},
         **{k: model_over[k] for k in NUMERICS_FIELDS})
     b = trainer["budget"]

@@ -23,22 +23,34 @@ class BlockType(str, enum.Enum):
     RECURRENT = "recurrent"
     ATTENTION = "attention"  # global multi-query attention
     LOCAL_ATTENTION = "local_attention"  # sliding-window multi-query attention
+    MAMBA2 = "mamba2"  # the Mamba-2 (SSD) mixer (griffin_core.mamba2_block)
 
 
 BLOCK_TYPES = tuple(b.value for b in BlockType)
 
-# A family is the repeating pattern of temporal blocks (the paper's three).
+# A family is the repeating pattern of temporal blocks: the paper's three, and Mamba-2 (its
+# authors' stack of mixers without MLPs, and the mixer inside this project's residual block).
 FAMILY_PATTERNS: dict[str, tuple[str, ...]] = {
     "mqa": ("attention",),
     "hawk": ("recurrent",),
     "griffin": ("recurrent", "recurrent", "local_attention"),
+    "mamba2": ("mamba2",),
+    "mamba2_mlp": ("mamba2",),
 }
+FAMILY_MLP_EXPANSION = {"mamba2": 0}
+"""`mlp_expansion` of a family whose preset differs from the default 3 (0: no MLP block)."""
+DEFAULT_MLP_EXPANSION = 3
 
-FAMILY_FIELDS = ("block_pattern", "use_rope", "rope_fraction", "embed_scale", "logit_softcap", "lambda_init")
+FAMILY_FIELDS = ("block_pattern", "use_rope", "rope_fraction", "embed_scale", "logit_softcap", "lambda_init",
+                 "mlp_expansion", "ssm_expand", "ssm_groups")
 """What a family preset sets (Hydra group `family`); a size row sets the widths."""
-NUMERICS_FIELDS = ("dtype", "scan_impl", "scan_unroll", "attention_block_size", "remat", "scan_layers")
+SSM_FIELDS = ("ssm_state", "ssm_head_dim", "ssm_expand", "ssm_groups", "ssm_chunk")
+"""The Mamba-2 mixer's fields: they change nothing in a model without a 'mamba2' block, so they
+are left out of such a model's run identity (the paper families' run ids predate them)."""
+NUMERICS_FIELDS = ("dtype", "scan_impl", "scan_unroll", "attention_block_size", "remat", "scan_layers",
+                   "ssm_chunk")
 """How a network computes rather than what it is (Hydra node `model`)."""
-EXECUTION_FIELDS = ("remat", "scan_layers")
+EXECUTION_FIELDS = ("remat", "scan_layers", "ssm_chunk")
 """Fields that change how a step is scheduled and stored, not what it computes (same logits
 and gradients, tested): left out of a run's identity, so turning them on resumes the run."""
 REMAT_POLICIES = ("none", "full", "dots")
@@ -70,8 +82,9 @@ class ModelConfig:
     """D_RNN, the width of the recurrent branch (about 4D/3 in the paper)."""
     block_pattern: tuple[str, ...] = ()
     """Temporal block kinds, repeated to fill `depth`; empty means the family's pattern."""
-    mlp_expansion: int = 3
-    """M: the gated MLP's hidden width is M * D."""
+    mlp_expansion: int | None = None
+    """M: the gated MLP's hidden width is M * D; 0: no MLP block (the Mamba-2 authors' stack).
+    None: the family's (0 for 'mamba2', else 3)."""
     local_window: int = 1024
     """Local attention sees `local_window` + 1 keys: itself and the `local_window` before it."""
     conv_width: int = 4
@@ -119,22 +132,39 @@ class ModelConfig:
     """Run the residual blocks as a scan over repeats of the block pattern (the remainder
     unrolled): one compiled body, so deep models compile in seconds (paper presets)."""
 
+    ssm_state: int = 128
+    """Mamba-2: state size N per head (the authors' default 128; the CPU ladder's rows use 16)."""
+    ssm_head_dim: int = 64
+    """Mamba-2: head dimension P; the mixer has ssm_inner / P heads, each with a scalar decay."""
+    ssm_expand: int = 2
+    """Mamba-2: the mixer's inner width is ssm_expand * D (the authors' expand)."""
+    ssm_groups: int = 1
+    """Mamba-2: groups of heads sharing one B and C (the authors' ngroups)."""
+    ssm_chunk: int = 64
+    """Mamba-2: chunk length of the SSD algorithm (quadratic inside a chunk, a recurrence over
+    chunk states). Changes the work, not the result (tested)."""
+
     def __post_init__(self) -> None:
+        if self.mlp_expansion is None:
+            object.__setattr__(self, "mlp_expansion", FAMILY_MLP_EXPANSION.get(self.family, DEFAULT_MLP_EXPANSION))
         if not self.block_pattern:
             if self.family not in FAMILY_PATTERNS:
                 _fail("family", self.family, f"one of {sorted(FAMILY_PATTERNS)} (or give a block_pattern)")
             object.__setattr__(self, "block_pattern", FAMILY_PATTERNS[self.family])
         object.__setattr__(self, "block_pattern", tuple(str(b) for b in self.block_pattern))
-        for name in ("vocab_size", "width", "depth", "num_heads", "lru_width", "mlp_expansion",
-                     "conv_width", "num_gate_blocks"):
+        for name in ("vocab_size", "width", "depth", "num_heads", "lru_width", "conv_width", "num_gate_blocks"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 _fail(name, value, "a positive integer")
+        if isinstance(self.mlp_expansion, bool) or not isinstance(self.mlp_expansion, int) or self.mlp_expansion < 0:
+            _fail("mlp_expansion", self.mlp_expansion, "a non-negative integer (0: no MLP block)")
         if isinstance(self.local_window, bool) or not isinstance(self.local_window, int) or self.local_window < 1:
             _fail("local_window", self.local_window, "a positive integer (keys seen = window + 1)")
         for block in self.block_pattern:
             if block not in BLOCK_TYPES:
                 _fail("block_pattern", self.block_pattern, f"block kinds from {list(BLOCK_TYPES)}")
+        if self.has_ssm:
+            self._check_ssm()
         if self.width % self.num_heads:
             _fail("num_heads", self.num_heads, f"must divide width={self.width}")
         if self.lru_width % self.num_gate_blocks:
@@ -169,6 +199,30 @@ class ModelConfig:
         if self.lru_c <= 0 or self.sqrt_max_grad <= 0 or self.norm_eps <= 0:
             _fail("lru_c/sqrt_max_grad/norm_eps", (self.lru_c, self.sqrt_max_grad, self.norm_eps), "positive numbers")
 
+    def _check_ssm(self) -> None:
+        for name in ("ssm_state", "ssm_head_dim", "ssm_expand", "ssm_groups", "ssm_chunk"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                _fail(name, value, "a positive integer")
+        if self.ssm_inner % self.ssm_head_dim:
+            _fail("ssm_head_dim", self.ssm_head_dim,
+                  f"must divide the mixer's inner width ssm_expand * width = {self.ssm_inner}")
+        if self.ssm_heads % self.ssm_groups:
+            _fail("ssm_groups", self.ssm_groups, f"must divide the mixer's {self.ssm_heads} heads")
+
+    @property
+    def has_ssm(self) -> bool:
+        return "mamba2" in self.block_pattern
+
+    @property
+    def ssm_inner(self) -> int:
+        """The Mamba-2 mixer's inner width (d_inner): heads x head dimension."""
+        return self.ssm_expand * self.width
+
+    @property
+    def ssm_heads(self) -> int:
+        return self.ssm_inner // self.ssm_head_dim
+
     @property
     def head_dim(self) -> int:
         return self.width // self.num_heads
@@ -199,6 +253,12 @@ class ModelConfig:
         out["block_pattern"] = list(self.block_pattern)
         return out
 
+    def identity(self) -> dict[str, Any]:
+        """`to_dict` without the fields that cannot change this model's results: the execution
+        fields, and the Mamba-2 fields of a model without a Mamba-2 block."""
+        drop = set(EXECUTION_FIELDS) | (set() if self.has_ssm else set(SSM_FIELDS))
+        return {k: v for k, v in self.to_dict().items() if k not in drop}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -217,6 +277,6 @@ def ceil_div(a: int, b: int) -> int:
 
 __all__ = [
     "BLOCK_TYPES", "BlockType", "ConfigError", "EXECUTION_FIELDS", "FAMILY_FIELDS", "FAMILY_PATTERNS", "ModelConfig",
-    "NUMERICS_FIELDS", "REMAT_POLICIES",
+    "NUMERICS_FIELDS", "REMAT_POLICIES", "SSM_FIELDS",
     "ceil_div",
 ]

@@ -22,11 +22,13 @@ class Conv1D(nn.Module):
     temporal_width: int = 4
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
+    channel_axis: str = "rnn"
+    """Logical axis of the channels (griffin_core.parallelism)."""
 
     def setup(self) -> None:
-        self.w = self.param("w", init.named(init.conv1d_normal(self.temporal_width), "conv", "rnn"),
+        self.w = self.param("w", init.named(init.conv1d_normal(self.temporal_width), "conv", self.channel_axis),
                             (self.temporal_width, self.width), self.param_dtype)
-        self.b = self.param("b", init.zeros("rnn"), (self.width,), self.param_dtype)
+        self.b = self.param("b", init.zeros(self.channel_axis), (self.width,), self.param_dtype)
 
     def __call__(self, x: jax.Array, segment_pos: jax.Array) -> jax.Array:
         """x: [B, T, C], segment_pos: [B, T] -> [B, T, C]."""

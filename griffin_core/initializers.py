@@ -8,6 +8,8 @@
 - RG-LRU gates: normal with variance 1 / D_RNN, the fan-in of the whole layer (not of one
   diagonal block, which would be num_blocks times larger).
 - RG-LRU Lambda: see `lambda_init`.
+- Mamba-2 (its authors' choices): A_log = log A with A uniform in [1, 16]; dt_bias the inverse
+  softplus of dt log-uniform in [0.001, 0.1] (at least 1e-4); the D skip 1.
 """
 
 from __future__ import annotations
@@ -67,5 +69,26 @@ def lambda_init(kind: str, c: float, min_rad: float = 0.9, max_rad: float = 0.99
             raise ValueError(f"lambda_init={kind!r}: expected 'ring' or 'uniform_ac'")
         # softplus(a_param) = -log_a  =>  a_param = log(exp(-log_a) - 1) = log(expm1(-log_a)).
         return jnp.log(jnp.expm1(-log_a)).astype(dtype)
+
+    return init
+
+
+def ssm_a_log(low: float = 1.0, high: float = 16.0):
+    """Mamba-2's A_log: A = exp(A_log) uniform in [low, high]; the decay is exp(-dt A)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jnp.log(jax.random.uniform(key, shape, jnp.float32, low, high)).astype(dtype)
+
+    return init
+
+
+def ssm_dt_bias(dt_min: float = 0.001, dt_max: float = 0.1, floor: float = 1e-4):
+    """Mamba-2's dt bias: softplus(dt_bias) = dt, dt log-uniform in [dt_min, dt_max] (>= floor)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        u = jax.random.uniform(key, shape, jnp.float32)
+        dt = jnp.maximum(jnp.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)), floor)
+        # softplus(y) = dt  <=>  y = dt + log(1 - exp(-dt)) = dt + log(-expm1(-dt)).
+        return (dt + jnp.log(-jnp.expm1(-dt))).astype(dtype)
 
     return init

@@ -1,7 +1,8 @@
 """The three families in one model: embed, `depth` residual blocks, final RMSNorm, tied logits.
 
 Residual block (pre-norm): x = x + Temporal(RMSNorm(x)); x = x + MLP(RMSNorm(x)), where the
-temporal block is recurrent, global MQA or local MQA according to `config.block_types`.
+temporal block is recurrent, global MQA, local MQA or a Mamba-2 mixer according to
+`config.block_types`; with mlp_expansion = 0 there is no MLP half (the Mamba-2 authors' stack).
 
 Entry points (all through `model.apply(params, ..., method=...)`):
 - `__call__(tokens, segment_pos)`: logits for training and evaluation;
@@ -21,6 +22,7 @@ from griffin_core import initializers as init
 from griffin_core.attention import AttentionBlock
 from griffin_core.config import ModelConfig
 from griffin_core.layer_layout import SCAN_NAME, scan_groups, to_layout
+from griffin_core.mamba2_block import Mamba2Block
 from griffin_core.mlp import MLPBlock
 from griffin_core.norms import RMSNorm
 from griffin_core.recurrent_block import RecurrentBlock
@@ -40,25 +42,32 @@ class ResidualBlock(nn.Module):
         cfg = self.config
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         self.temporal_pre_norm = RMSNorm(cfg.norm_eps, self.param_dtype)
-        self.channel_pre_norm = RMSNorm(cfg.norm_eps, self.param_dtype)
         if self.block_type == "recurrent":
             self.temporal = RecurrentBlock(cfg, **kw)
+        elif self.block_type == "mamba2":
+            self.temporal = Mamba2Block(cfg, **kw)
         else:
             self.temporal = AttentionBlock(cfg, local=self.block_type == "local_attention", **kw)
-        self.mlp = MLPBlock(cfg.width, cfg.mlp_width, cfg.depth, **kw)
+        if cfg.mlp_width:
+            self.channel_pre_norm = RMSNorm(cfg.norm_eps, self.param_dtype)
+            self.mlp = MLPBlock(cfg.width, cfg.mlp_width, cfg.depth, **kw)
+
+    def _channel(self, x):
+        """The MLP half of the block (none in a model without MLPs)."""
+        return x + self.mlp(self.channel_pre_norm(x)) if self.config.mlp_width else x
 
     def __call__(self, x, segment_pos, lengths=None, cache_size=0):
         """x: [B, T, D] -> ([B, T, D], this layer's cache if `lengths` is given)."""
-        extra = {} if self.block_type == "recurrent" else {"cache_size": cache_size}
+        attention = self.block_type in ("attention", "local_attention")
+        extra = {"cache_size": cache_size} if attention else {}
         y, cache = self.temporal(self.temporal_pre_norm(x), segment_pos, lengths, **extra)
         x = constrain(x + y, _RESIDUAL)
-        return constrain(x + self.mlp(self.channel_pre_norm(x)), _RESIDUAL), cache
+        return constrain(self._channel(x), _RESIDUAL), cache
 
     def step(self, x, pos, cache):
         """x: [B, 1, D], pos: [B] -> ([B, 1, D], cache)."""
         y, cache = self.temporal.step(self.temporal_pre_norm(x), pos, cache)
-        x = x + y
-        return x + self.mlp(self.channel_pre_norm(x)), cache
+        return self._channel(x + y), cache
 
 
 REMAT_POLICIES = {"none": None, "full": jax.checkpoint_policies.nothing_saveable,
@@ -97,7 +106,7 @@ class PatternGroup(nn.Module):
 
 
 class Griffin(nn.Module):
-    """MQA Transformer, Hawk or Griffin, according to `config.block_pattern`."""
+    """MQA Transformer, Hawk, Griffin or Mamba-2, according to `config.block_pattern`."""
 
     config: ModelConfig
 
@@ -186,9 +195,15 @@ class Griffin(nn.Module):
 def init_cache(cfg: ModelConfig, batch: int, cache_size: int) -> Cache:
     """Empty caches (as after an empty prompt). Global attention holds `cache_size` positions."""
     dtype = jnp.dtype(cfg.dtype)
-    return [RecurrentBlock.init_cache(cfg, batch, dtype) if kind == "recurrent"
-            else AttentionBlock.init_cache(cfg, kind == "local_attention", batch, cache_size, dtype)
-            for kind in cfg.block_types]
+
+    def layer(kind: str):
+        if kind == "recurrent":
+            return RecurrentBlock.init_cache(cfg, batch, dtype)
+        if kind == "mamba2":
+            return Mamba2Block.init_cache(cfg, batch, dtype)
+        return AttentionBlock.init_cache(cfg, kind == "local_attention", batch, cache_size, dtype)
+
+    return [layer(kind) for kind in cfg.block_types]
 
 
 def init_params(cfg: ModelConfig, rng: jax.Array, seq_len: int = 8) -> Any:

@@ -15,7 +15,8 @@ mesh axes `data`, `fsdp` and `tensor`:
   per MLP); query heads split, the single key/value head replicated; the recurrent block's
   input projections split on D_RNN, its Conv1D and the RG-LRU's block-diagonal gates by whole
   blocks, so the recurrence runs with no communication; its output projection on its input;
-  embeddings and logits on the vocabulary.
+  embeddings and logits on the vocabulary. Mamba-2 mixers split by whole heads (z, x, dt, A,
+  D and the SSD state), B and C replicated, the output projection on its input.
 
 A rule is (logical name, mesh axes). Rules are tried in order; for each dimension of an array
 the first rule naming it whose mesh axes are not yet used by that array and whose size divides
@@ -35,23 +36,28 @@ MESH_AXES = ("data", "fsdp", "tensor")
 LOGICAL_AXES = (
     # parameters
     "vocab", "embed", "mlp", "q_heads", "kv", "rnn", "rnn_block", "rnn_gate", "conv", "layers",
+    "ssm_inner", "ssm_heads", "ssm_bc",
     # activations
-    "batch", "length", "act_embed", "act_mlp", "act_heads", "act_kv", "act_rnn", "act_vocab",
+    "batch", "length", "act_embed", "act_mlp", "act_heads", "act_kv", "act_rnn", "act_vocab", "act_ssm",
 )
 """Parameters: vocab V, embed D, mlp M*D, q_heads H*head_dim (query heads flattened), kv head_dim
 (the shared key/value head), rnn D_RNN, rnn_block the gate blocks, rnn_gate D_RNN / blocks (inside
-one block), conv the Conv1D's width, layers the stacked axis of scanned layers. Activations:
+one block), conv the Conv1D's width, layers the stacked axis of scanned layers; Mamba-2's
+ssm_inner (its heads x head dimension), ssm_heads (per-head decay, dt and skip) and ssm_bc
+(B and C, shared by the heads of a group: never split by tensor parallelism). Activations:
 batch B, length T, act_* the activation counterparts of the parameter axes."""
 
 Rule = tuple[str, tuple[str, ...]]
 
 _BATCH: list[Rule] = [("batch", ("data", "fsdp"))]
 _FSDP: list[Rule] = [("embed", ("fsdp",)), ("mlp", ("fsdp",)), ("q_heads", ("fsdp",)), ("rnn", ("fsdp",)),
-                     ("rnn_block", ("fsdp",)), ("rnn_gate", ("fsdp",)), ("vocab", ("fsdp",))]
+                     ("rnn_block", ("fsdp",)), ("rnn_gate", ("fsdp",)), ("vocab", ("fsdp",)),
+                     ("ssm_inner", ("fsdp",))]
 _TENSOR: list[Rule] = [("vocab", ("tensor",)), ("mlp", ("tensor",)), ("q_heads", ("tensor",)),
-                       ("rnn", ("tensor",)), ("rnn_block", ("tensor",)),
+                       ("rnn", ("tensor",)), ("rnn_block", ("tensor",)), ("ssm_inner", ("tensor",)),
+                       ("ssm_heads", ("tensor",)),
                        ("act_vocab", ("tensor",)), ("act_mlp", ("tensor",)), ("act_heads", ("tensor",)),
-                       ("act_rnn", ("tensor",))]
+                       ("act_rnn", ("tensor",)), ("act_ssm", ("tensor",))]
 
 STRATEGIES: dict[str, list[Rule]] = {
     "dp": _BATCH,
@@ -192,6 +198,8 @@ def check_model(cfg: ModelConfig, mesh: MeshPlan, key: str = "trainer") -> None:
         return
     needs = {"model.num_heads": cfg.num_heads, "model.mlp_width": cfg.mlp_width,
              "model.num_gate_blocks": cfg.num_gate_blocks}
+    if cfg.has_ssm:
+        needs["model.ssm_heads"] = cfg.ssm_heads
     for name, value in needs.items():
         if value % tensor:
             raise ConfigError(f"{key}.mesh.tensor={tensor} does not divide {name}={value}: tensor parallelism "

@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from griffin_core.config import FAMILY_PATTERNS, ConfigError, ModelConfig
+from griffin_core.counting.params import count_params, residual_block_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,10 @@ class SizeSpec:
     """Griffin's local-attention window for this row."""
     paper_tokens: int = 0
     """Training tokens the paper used for this row (0 where it gives none)."""
+    ssm_state: int = 128
+    """Mamba-2 state size N (the authors' default; 16 on the CPU ladder)."""
+    ssm_head_dim: int = 64
+    """Mamba-2 head dimension P (the authors' default; 8 on the CPU ladder)."""
 
 
 PAPER_SIZES: dict[str, SizeSpec] = {
@@ -53,18 +58,21 @@ PAPER_SIZES: dict[str, SizeSpec] = {
 # gate blocks, M = 3, depth >= 3, local window 128 (training length 256 keeps the paper's
 # window/length ratio of 1/2). Labels give Hawk's total parameter count at the byte vocabulary
 # (256), which the CPU studies use; MQA is about 0.85x and Griffin about 0.97x of it.
+# Mamba-2 on the ladder: head dimension 8 and state 16 (the two smallest rows 8 and 10, so that
+# a whole number of layers lands within 5% of Hawk's non-embedding parameters).
+_CPU_SSM = dict(ssm_state=16, ssm_head_dim=8)
 CPU_SIZES: dict[str, SizeSpec] = {
     s.name: s
     for s in (
-        SizeSpec("cpu-30k", 24, 32, 3, 2, num_gate_blocks=4, local_window=128),
-        SizeSpec("cpu-50k", 32, 44, 3, 2, num_gate_blocks=4, local_window=128),
-        SizeSpec("cpu-80k", 32, 44, 5, 2, num_gate_blocks=4, local_window=128),
-        SizeSpec("cpu-140k", 48, 64, 4, 3, num_gate_blocks=4, local_window=128),
-        SizeSpec("cpu-190k", 64, 88, 3, 4, num_gate_blocks=8, local_window=128),
-        SizeSpec("cpu-300k", 64, 88, 5, 4, num_gate_blocks=8, local_window=128),
-        SizeSpec("cpu-530k", 96, 128, 4, 6, num_gate_blocks=8, local_window=128),
-        SizeSpec("cpu-780k", 96, 128, 6, 6, num_gate_blocks=8, local_window=128),
-        SizeSpec("cpu-1.4m", 128, 168, 6, 8, num_gate_blocks=8, local_window=128),
+        SizeSpec("cpu-30k", 24, 32, 3, 2, num_gate_blocks=4, local_window=128, ssm_state=8, ssm_head_dim=8),
+        SizeSpec("cpu-50k", 32, 44, 3, 2, num_gate_blocks=4, local_window=128, ssm_state=10, ssm_head_dim=8),
+        SizeSpec("cpu-80k", 32, 44, 5, 2, num_gate_blocks=4, local_window=128, **_CPU_SSM),
+        SizeSpec("cpu-140k", 48, 64, 4, 3, num_gate_blocks=4, local_window=128, **_CPU_SSM),
+        SizeSpec("cpu-190k", 64, 88, 3, 4, num_gate_blocks=8, local_window=128, **_CPU_SSM),
+        SizeSpec("cpu-300k", 64, 88, 5, 4, num_gate_blocks=8, local_window=128, **_CPU_SSM),
+        SizeSpec("cpu-530k", 96, 128, 4, 6, num_gate_blocks=8, local_window=128, **_CPU_SSM),
+        SizeSpec("cpu-780k", 96, 128, 6, 6, num_gate_blocks=8, local_window=128, **_CPU_SSM),
+        SizeSpec("cpu-1.4m", 128, 168, 6, 8, num_gate_blocks=8, local_window=128, **_CPU_SSM),
     )
 }
 
@@ -74,7 +82,7 @@ CPU_SIZES: dict[str, SizeSpec] = {
 TASK_SIZES: dict[str, SizeSpec] = {
     s.name: s
     for s in (
-        SizeSpec("task-5x64", 64, 88, 5, 4, num_gate_blocks=8, local_window=128),
+        SizeSpec("task-5x64", 64, 88, 5, 4, num_gate_blocks=8, local_window=128, **_CPU_SSM),
     )
 }
 
@@ -88,8 +96,24 @@ def get_size(name: str) -> SizeSpec:
         raise ConfigError(f"size={name!r} is unknown; known sizes: {list(ALL_SIZES)}") from None
 
 
+MATCHED_DEPTH_FAMILIES = ("mamba2",)
+"""Families whose layers cost so differently from the row's (Mamba-2's authors' stack has no
+MLP) that the row's depth is replaced by the one matching Hawk's non-embedding parameters."""
+
+
+def matched_depth(cfg: ModelConfig) -> int:
+    """The depth at which `cfg`'s model has the non-embedding parameters of Hawk at the same
+    widths and depth (the paper matches models by parameters; Mamba-2 gets about 2x layers)."""
+    hawk = ModelConfig(family="hawk", vocab_size=cfg.vocab_size, width=cfg.width, depth=cfg.depth,
+                       num_heads=cfg.num_heads, lru_width=cfg.lru_width, num_gate_blocks=cfg.num_gate_blocks)
+    target = count_params(hawk).non_embedding - cfg.width  # the final norm is shared
+    per_layer = sum(residual_block_params(cfg, kind) for kind in cfg.block_pattern) / len(cfg.block_pattern)
+    return max(1, round(target / per_layer))
+
+
 def model_config(family: str, size: str | SizeSpec, vocab_size: int, **overrides: Any) -> ModelConfig:
-    """The `family` network at the size row `size` (a name or a SizeSpec)."""
+    """The `family` network at the size row `size` (a name or a SizeSpec). A family in
+    `MATCHED_DEPTH_FAMILIES` gets the depth matching Hawk's parameters unless `depth` is given."""
     if family not in FAMILY_PATTERNS and "block_pattern" not in overrides:
         raise ConfigError(f"family={family!r} is unknown; known families: {sorted(FAMILY_PATTERNS)}")
     spec = get_size(size) if isinstance(size, str) else size
@@ -102,6 +126,11 @@ def model_config(family: str, size: str | SizeSpec, vocab_size: int, **overrides
         lru_width=spec.lru_width,
         num_gate_blocks=spec.num_gate_blocks,
         local_window=spec.local_window,
+        ssm_state=spec.ssm_state,
+        ssm_head_dim=spec.ssm_head_dim,
     )
     fields.update(overrides)
-    return ModelConfig(**fields)
+    cfg = ModelConfig(**fields)
+    if family in MATCHED_DEPTH_FAMILIES and "depth" not in overrides:
+        cfg = cfg.replace(depth=matched_depth(cfg))
+    return cfg

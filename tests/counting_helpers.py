@@ -8,7 +8,7 @@ import pathlib
 
 from griffin_core.config import ModelConfig
 
-FAMILIES = ("mqa", "hawk", "griffin")
+FAMILIES = ("mqa", "hawk", "griffin", "mamba2", "mamba2_mlp")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -29,7 +29,7 @@ def xla_flops(cost) -> float:
 
 def tiny(family: str, **kw) -> ModelConfig:
     fields = dict(family=family, vocab_size=64, width=64, depth=3, num_heads=2, lru_width=96,
-                  num_gate_blocks=4, local_window=8)
+                  num_gate_blocks=4, local_window=8, ssm_state=16, ssm_head_dim=16, ssm_chunk=24)
     fields.update(kw)
     return ModelConfig(**fields)
 

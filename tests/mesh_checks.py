@@ -3,6 +3,8 @@ simulated CPU devices: `python tests/mesh_checks.py CHECK [TMPDIR]` prints one J
 
 - hlo: Griffin 400M (the paper's row) compiled under fsdp_tp on 16 devices: collectives inside
   the RG-LRU's time loops, and elsewhere; per-device parameter bytes under fsdp on 16.
+- ssm: a small hybrid with a Mamba-2 layer (recurrent, mamba2, local attention) trained 3 steps
+  on 1 device and under fsdp_tp 2 x 4; collectives inside its SSD chunk loops.
 - meshes: a small Griffin trained 4 steps under fsdp on 8 devices, on 1 device and under
   fsdp_tp 2x4; saved after 2 steps under fsdp, restored on 1 device, under fsdp_tp 2x4 and in
   the scanned layout, then 2 more steps each; an asynchronous save too.
@@ -113,5 +115,27 @@ def meshes(folder: str) -> dict:
     return out
 
 
+HYBRID = ModelConfig(family="custom", vocab_size=64, width=32, depth=3, num_heads=4, lru_width=32,
+                     num_gate_blocks=4, local_window=8, block_pattern=("recurrent", "mamba2", "local_attention"),
+                     ssm_state=4, ssm_head_dim=8, ssm_chunk=5)
+
+
+def ssm() -> dict:
+    """Losses of 3 steps of HYBRID on 1 device and under fsdp_tp (2 x 4, its 8 SSD heads split
+    4 ways), and the collectives inside the SSD's loops over chunks in the sharded step."""
+    batches = list(_batches(3))
+    out = {}
+    for name, strategy, sizes, devices in [("one_device", "dp", {}, 1), ("fsdp_tp", "fsdp_tp", {"fsdp": 2, "tensor": 4}, 8)]:
+        jitted, mesh = build(HYBRID, strategy, sizes, devices)
+        _, out[name] = _train(jitted, mesh, jitted.init(jax.random.PRNGKey(0)), batches)
+        if devices > 1:
+            text = jitted.step.lower(jitted.abstract_state, abstract_batch(mesh, BATCH, LENGTH)).compile().as_text()
+            loops = while_loops(text, "ssd")
+            out["ssd_loops"] = len(loops)
+            out["collectives_in_ssd_loops"] = sorted({c for body in loops for c in collectives_in(computations(text), body)})
+    return out
+
+
 if __name__ == "__main__":
-    print(json.dumps(hlo() if sys.argv[1] == "hlo" else meshes(sys.argv[2])))
+    check = {"hlo": lambda: hlo(), "ssm": lambda: ssm(), "meshes": lambda: meshes(sys.argv[2])}[sys.argv[1]]
+    print(json.dumps(check()))

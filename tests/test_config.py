@@ -9,7 +9,7 @@ import pytest
 
 from griffin_core import ConfigError, ModelConfig, model_config
 from griffin_core.counting import count_params
-from griffin_core.sizes import ALL_SIZES, CPU_SIZES, PAPER_SIZES
+from griffin_core.sizes import ALL_SIZES, CPU_SIZES, PAPER_SIZES, get_size
 
 
 def test_config_modules_import_without_jax():
@@ -73,6 +73,49 @@ def test_bad_fields_raise_one_clear_error(field, value, match):
     assert str(info.value).startswith(f"model.{field}=")
 
 
+@pytest.mark.parametrize("field,value,match", [
+    ("ssm_head_dim", 7, "ssm_head_dim=7 .*divide the mixer's inner width ssm_expand \\* width = 32"),
+    ("ssm_state", 0, "ssm_state=0 .*positive integer"),
+    ("ssm_chunk", 0, "ssm_chunk=0 .*positive integer"),
+    ("ssm_groups", 3, "ssm_groups=3 .*divide the mixer's 4 heads"),
+    ("ssm_expand", 1.5, "ssm_expand=1.5 .*positive integer"),
+    ("mlp_expansion", -1, "mlp_expansion=-1 .*non-negative"),
+    ("block_pattern", ("mamba2", "mamba3"), "block_pattern=.*'mamba3'.*mamba2"),
+])
+def test_bad_mamba2_fields_raise_one_clear_error(field, value, match):
+    base = dict(family="mamba2", vocab_size=32, width=16, depth=3, num_heads=2, lru_width=24, num_gate_blocks=4,
+                ssm_state=4, ssm_head_dim=8)
+    base[field] = value
+    with pytest.raises(ConfigError, match=match) as info:
+        ModelConfig(**base)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(f"model.{field}=")
+
+
+def test_mamba2_fields_matter_only_with_a_mamba2_block():
+    """A Hawk config ignores the Mamba-2 fields (checked and hashed only with a 'mamba2' block)."""
+    hawk = ModelConfig(family="hawk", vocab_size=32, width=16, depth=3, num_heads=2, lru_width=24,
+                       num_gate_blocks=4, ssm_head_dim=7)
+    assert "ssm_head_dim" not in hawk.identity() and "ssm_head_dim" in hawk.to_dict()
+    mamba = model_config("mamba2", "cpu-50k", 256)
+    assert mamba.mlp_expansion == 0 and mamba.identity()["ssm_state"] == 10
+    assert model_config("mamba2_mlp", "cpu-50k", 256).mlp_expansion == 3
+
+
+def test_mamba2_matches_hawk_parameters_at_every_row():
+    """The authors' stack (no MLPs, about twice the layers) within 5% of Hawk's non-embedding
+    parameters at every paper and CPU row."""
+    for name in ALL_SIZES:
+        vocab = 256_000 if name in PAPER_SIZES else 256
+        hawk = count_params(model_config("hawk", name, vocab)).non_embedding
+        mamba_cfg = model_config("mamba2", name, vocab)
+        mamba = count_params(mamba_cfg).non_embedding
+        assert abs(mamba / hawk - 1) < 0.05, (name, mamba, hawk)
+        assert 1.5 < mamba_cfg.depth / get_size(name).depth < 2.5
+    assert model_config("mamba2", "100M", 256_000).depth == 25  # mamba2-130m has 24 at D = 768 (V = 50K)
+    assert model_config("mamba2", "100M", 256_000, depth=24).depth == 24  # an explicit depth wins
+
+
 def test_griffin_needs_an_attention_layer():
     with pytest.raises(ConfigError, match="depth=2.*no attention layer"):
         ModelConfig(family="griffin", vocab_size=32, width=16, depth=2, num_heads=2, lru_width=24, num_gate_blocks=4)
@@ -94,6 +137,6 @@ def test_dict_round_trip_and_unknown_keys():
 
 def test_every_size_row_is_valid_for_every_family():
     for name in ALL_SIZES:
-        for family in ("mqa", "hawk", "griffin"):
+        for family in ("mqa", "hawk", "griffin", "mamba2", "mamba2_mlp"):
             model_config(family, name, 256)
     assert set(PAPER_SIZES) == {"100M", "200M", "400M", "1.3B", "3B", "7B", "14B"}

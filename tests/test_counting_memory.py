@@ -67,7 +67,7 @@ MEM_SHORT, MEM_LONG = 2048, 8192
 
 def _mem_cfg(family: str) -> ModelConfig:
     return ModelConfig(family=family, vocab_size=64, width=16, depth=3, num_heads=1, lru_width=24,
-                       num_gate_blocks=4, local_window=64)
+                       num_gate_blocks=4, local_window=64, ssm_state=16, ssm_head_dim=8, ssm_chunk=64)
 
 
 @functools.cache

@@ -15,13 +15,13 @@ from griffin_core.config import ModelConfig
 from griffin_core.decode import decode_steps, generate, prefill
 from griffin_core.model import Griffin, init_cache, init_params
 
-FAMILIES = ["mqa", "hawk", "griffin"]
+FAMILIES = ["mqa", "hawk", "griffin", "mamba2", "mamba2_mlp"]
 T = 30
 
 
 def small(family, **kw):
     base = dict(family=family, vocab_size=61, width=16, depth=3, num_heads=2, lru_width=24,
-                num_gate_blocks=4, local_window=6)
+                num_gate_blocks=4, local_window=6, ssm_state=4, ssm_head_dim=8, ssm_chunk=7)
     base.update(kw)
     return ModelConfig(**base)
 
@@ -136,6 +136,17 @@ def test_bf16_gradients_finite_with_a_near_one():
 
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads(1000.0))
     assert not all(bool(jnp.all(jnp.isfinite(g))) for g in grads(float("inf")))
+
+
+@pytest.mark.parametrize("family", ["mamba2", "mamba2_mlp"])
+def test_bf16_gradients_finite_mamba2(family):
+    """Mamba-2 in bf16 compute: every gradient finite (its SSD state and decays are fp32)."""
+    cfg = small(family, dtype="bfloat16")
+    params = init_params(cfg, jax.random.PRNGKey(0))
+    grads = jax.jit(_loss_grad, static_argnums=0)(cfg, params, tokens_for(7, length=T), positions(2, T))
+    leaves = jax.tree_util.tree_leaves(grads)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert any(float(jnp.abs(g).max()) > 0 for g in leaves)
 
 
 def test_bf16_compute_keeps_fp32_params_and_scan():

@@ -50,6 +50,15 @@ def test_meshes_and_checkpoints_give_the_same_losses(tmp_path):
         np.testing.assert_allclose(out[name], out["fsdp"][2:], rtol=2e-6, err_msg=name)
 
 
+def test_mamba2_layer_splits_by_heads_with_the_same_losses():
+    """A hybrid with a Mamba-2 layer: 3 steps under fsdp_tp (2 x 4) equal those on 1 device, and
+    no collective sits inside the SSD's loops over chunks (each device scans its own heads)."""
+    out = _check("ssm", 8)
+    np.testing.assert_allclose(out["fsdp_tp"], out["one_device"], rtol=2e-6)
+    assert out["ssd_loops"] >= 2  # forward and backward
+    assert out["collectives_in_ssd_loops"] == []
+
+
 HLO = """HloModule m
 %inner (p: f32[4]) -> f32[4] {
   %p = f32[4] parameter(0)

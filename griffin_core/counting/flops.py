@@ -18,7 +18,7 @@ Backward = 2 x forward under every convention, so training = 3 x forward.
 from __future__ import annotations
 
 from griffin_core.attention_plan import attention_plan
-from griffin_core.config import ModelConfig
+from griffin_core.config import ModelConfig, ceil_div
 from griffin_core.counting.params import count_params
 
 CONVENTIONS = ("6N", "6N_nonembed", "exact", "as_executed")
@@ -52,6 +52,22 @@ sqrt (1); the two document-start selects (2); sqrt(...) * i * x (2). The biases 
 the gate matmuls; softplus(a_param) is per channel, not per token."""
 SCAN_PER_ELEMENT = 2
 """h_t = a_t * h_{t-1} + b_t: one multiply and one add."""
+SILU = SIGMOID + 1
+"""x * sigmoid(x)."""
+SOFTPLUS = 10
+"""jax.nn.softplus is logaddexp(x, 0): max, subtract, isnan, abs, negate, exp, log1p, add, the
+NaN select, plus dt's bias add."""
+CONV_X_EVALUATIONS = 4
+"""as_executed only: XLA:CPU fuses the Mamba-2 mixer's Conv1D of x (cheap elementwise work)
+into each of its consumers instead of storing it (the SiLU's sigmoid, the SSD's input and the
+D skip's two fusions), so its taps run four times (read from the compiled HLO; an
+optimization barrier does not stop it). Each tap is also multiplied by its document mask."""
+GATED_NORM_PER_ELEMENT = 5
+"""Mamba-2's gated RMSNorm after the gate product: square, sum, times 1/rms, 1 + scale (per
+element, as XLA broadcasts it), times the gain."""
+SSD_EXACT_PER_STATE = 5
+"""Mamba-2's recurrence per state element (I x N per token): x dt times B (1), the decay times h
+(1), their sum (1), and y = h C (2)."""
 CROSS_ENTROPY_PER_LOGIT = 5
 """log-softmax over V: max-reduce, subtract, exp, sum-reduce, subtract log-sum-exp."""
 
@@ -100,6 +116,54 @@ def _recurrent_flops(cfg: ModelConfig, out: dict[str, float]) -> None:
     out["rglru_scan"] += r * SCAN_PER_ELEMENT
 
 
+def _ssd_as_executed(cfg: ModelConfig, seq_len: int) -> float:
+    """FLOPs per token of griffin_core.ssd.ssd_chunked as it runs: chunks of Q steps (the tail
+    padded, its work spread over the T real tokens), each a masked [Q, Q] product per head, and
+    the state passed between chunks."""
+    h, p, n = cfg.ssm_heads, cfg.ssm_head_dim, cfg.ssm_state
+    q = max(1, min(cfg.ssm_chunk, seq_len))
+    padded = ceil_div(seq_len, q) * q / seq_len
+    per_token = (
+        2 * h  # dt * A and its running sum
+        + 2 * q  # segment ids: the same-segment compare and the causal and, per (i, j) pair
+        + 4 * h * q  # per pair and head: cum_i - cum_j, the mask select, exp, scores * decay
+        + 2 * q * h * n  # scores C_i . B_j
+        + 2 * q * h * p  # (scores * decay) @ (dt x)
+        + h * p  # x * dt
+        + 4 * h  # the decay to the chunk's end (subtract, exp, select) and its product with dt x
+        + h * p  # to_end * x dt
+        + 2 * h * p * n  # the chunk's own state
+        + 2 * h * p * n / q  # passing the state on (per chunk)
+        + 3 * h  # the decay from the chunk's start (exp, select, times C)
+        + h * n  # exp(cum) * C
+        + 2 * h * p * n  # the entering state's contribution
+        + h * p  # summing the two contributions
+    )
+    return per_token * padded
+
+
+def _mamba2_flops(cfg: ModelConfig, seq_len: int, convention: str, out: dict[str, float]) -> None:
+    """Add one Mamba-2 mixer's forward FLOPs per token to `out`, by component."""
+    d, i, h = cfg.width, cfg.ssm_inner, cfg.ssm_heads
+    conv_channels = i + 2 * cfg.ssm_groups * cfg.ssm_state
+    out["ssm_linears"] += _linear(d, 2 * i + 2 * cfg.ssm_groups * cfg.ssm_state + h, False) + _linear(i, d, False)
+    # exact: a multiply-add per tap and the bias; as executed, each tap also multiplies by its
+    # document mask (griffin_core.conv1d).
+    if convention == "exact":
+        out["ssm_conv1d"] += 2.0 * cfg.conv_width * conv_channels + conv_channels
+    else:
+        conv_x = CONV_X_EVALUATIONS * i + 2 * cfg.ssm_groups * cfg.ssm_state
+        out["ssm_conv1d"] += 3.0 * cfg.conv_width * conv_x + conv_x
+    # SiLU of x, B and C; softplus(dt + bias); the D skip (2); SiLU(z) and the gate product;
+    # the gated RMSNorm (square, sum, times 1/rms, 1 + scale, times the gain).
+    out["ssm_elementwise"] += (SILU * conv_channels + SOFTPLUS * h + 2 * i + (SILU + 1) * i
+                               + GATED_NORM_PER_ELEMENT * i)
+    if convention == "exact":
+        out["ssm_scan"] += SSD_EXACT_PER_STATE * i * cfg.ssm_state + i + 2 * h  # + dt x; exp(dt A)
+    else:
+        out["ssm_scan"] += _ssd_as_executed(cfg, seq_len)
+
+
 def _attention_flops(cfg: ModelConfig, kind: str, seq_len: int, convention: str,
                      out: dict[str, float]) -> None:
     """Add one (global or local) MQA block's forward FLOPs per token to `out`, by component."""
@@ -119,8 +183,8 @@ def _attention_flops(cfg: ModelConfig, kind: str, seq_len: int, convention: str,
 BREAKDOWN_KEYS = (
     "embedding", "norms", "residual", "attention_projections", "rope", "attention_logits",
     "attention_values", "attention_softmax", "recurrent_linears", "recurrent_gelu_product",
-    "conv1d", "rglru_gates", "rglru_elementwise", "rglru_scan", "mlp_linears",
-    "mlp_gelu_product", "logits", "cross_entropy",
+    "conv1d", "rglru_gates", "rglru_elementwise", "rglru_scan", "ssm_linears", "ssm_conv1d",
+    "ssm_elementwise", "ssm_scan", "mlp_linears", "mlp_gelu_product", "logits", "cross_entropy",
 )
 
 
@@ -138,15 +202,19 @@ def flops_breakdown(cfg: ModelConfig, seq_len: int, convention: str = "exact") -
         return {"non_embedding": 2.0 * n.non_embedding}
     d, m, v = cfg.width, cfg.mlp_width, cfg.vocab_size
     out = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
+    halves = 2 if m else 1  # a model without MLPs has one pre-norm and one residual add per block
     for kind in cfg.block_types:
-        out["norms"] += 2 * RMSNORM_PER_ELEMENT * d  # the two pre-norms
-        out["residual"] += 2 * d  # the two residual adds
+        out["norms"] += halves * RMSNORM_PER_ELEMENT * d  # the pre-norms
+        out["residual"] += halves * d  # the residual adds
         if kind == "recurrent":
             _recurrent_flops(cfg, out)
+        elif kind == "mamba2":
+            _mamba2_flops(cfg, seq_len, convention, out)
         else:
             _attention_flops(cfg, kind, seq_len, convention, out)
-        out["mlp_linears"] += 2 * _linear(d, m, True) + _linear(m, d, True)
-        out["mlp_gelu_product"] += m * GELU_PER_ELEMENT + m
+        if m:
+            out["mlp_linears"] += 2 * _linear(d, m, True) + _linear(m, d, True)
+            out["mlp_gelu_product"] += m * GELU_PER_ELEMENT + m
     out["norms"] += RMSNORM_PER_ELEMENT * d  # final norm
     out["logits"] += 2.0 * d * v  # tied embedding as the output layer
     out["cross_entropy"] += CROSS_ENTROPY_PER_LOGIT * v

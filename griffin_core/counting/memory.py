@@ -36,10 +36,21 @@ def optimizer_bytes(cfg: ModelConfig) -> int:
     return count_params(cfg).total * per_param
 
 
-ACTIVATION_KEYS = ("residual_and_norms", "mlp", "recurrent", "attention_linear", "attention_scores",
+ACTIVATION_KEYS = ("residual_and_norms", "mlp", "recurrent", "attention_linear", "attention_scores", "ssm",
                    "output", "backward_workspace")
-"""Components of `activation_bytes_per_token`: the first five per layer, the last two once."""
-PER_LAYER_KEYS = ACTIVATION_KEYS[:5]
+"""Components of `activation_bytes_per_token`: the first six per layer, the last two once."""
+PER_LAYER_KEYS = ACTIVATION_KEYS[:6]
+
+
+def ssm_bytes_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """One Mamba-2 mixer's saved activations per token (see `activation_bytes_per_token`)."""
+    c = DTYPE_BYTES[cfg.dtype]
+    i, h, n, p = cfg.ssm_inner, cfg.ssm_heads, cfg.ssm_state, cfg.ssm_head_dim
+    q = max(1, min(cfg.ssm_chunk, seq_len))
+    conv = i + 2 * cfg.ssm_groups * n
+    compute = (cfg.conv_width + 4) * conv * c + i * c
+    fp32 = 3 * h + 5 * h * q + 2 * h * n + 10 * i + 2 * h * p * n / q
+    return compute + fp32 * FP32 + 2 * q
 
 
 def activation_bytes_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, float]:
@@ -49,7 +60,7 @@ def activation_bytes_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, floa
     XLA keeps of it (c = bytes of the compute dtype; 4 where the code computes in fp32).
     Summed over the layers:
     - residual_and_norms: the residual stream entering each of the two pre-norms and each
-      norm's output (4 D c);
+      norm's output (4 D c; 2 D c in a model without MLPs);
     - mlp: both up branches, the GeLU output and the product (4 M c);
     - recurrent: in compute dtype linear_y's output, its tanh and GeLU, linear_x's output, the
       W Conv1D tap products, the Conv1D output and the gated product ((6 + W) R c); in fp32 the
@@ -59,23 +70,34 @@ def activation_bytes_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, floa
       ((3 D + 3 hd) c);
     - attention_scores: per computed logit (as_executed keys per query, H heads) the fp32
       softmax output and its compute-dtype copy for the value product (H (4 + c)), plus the
-      boolean mask (1 byte per query/key pair, shared by the heads).
+      boolean mask (1 byte per query/key pair, shared by the heads);
+    - ssm (Mamba-2, inner width I, heads H, state N, chunk Q): in compute dtype z, and for the
+      Conv1D's I + 2 G N channels its input, W tap products, output, sigmoid and SiLU
+      ((W + 4) (I + 2GN) c + I c); in fp32 dt and its softplus (3 H), per head the chunk's
+      [Q, Q] decay, mask select, exponential, scores and their product (5 H Q), B and C per
+      head (2 H N), about ten I-wide arrays of the SSD and the gated norm (10 I) and the
+      chunk states (2 H P N / Q); and the two [Q]-wide masks (2 Q bytes).
     Once:
     - output: the embedding output and the final norm's output (2 D c), the fp32 logits,
       log-probabilities and the logits' gradient (3 V * 4);
     - backward_workspace: cotangents live while one layer is differentiated: the residual
       stream's (2 D * 4) and, for the widest attention layer, the gradients of its
-      probabilities and logits (2 H keys * 4).
+      probabilities and logits (2 H keys * 4), or a Mamba-2 layer's of its chunk products
+      (2 H Q * 4).
     """
     c = DTYPE_BYTES[cfg.dtype]
     d, r, m, hd, h = cfg.width, cfg.lru_width, cfg.mlp_width, cfg.head_dim, cfg.num_heads
     out = dict.fromkeys(ACTIVATION_KEYS, 0.0)
     widest_scores = 0.0
+    halves = 2 if m else 1
     for kind in cfg.block_types:
-        out["residual_and_norms"] += 4 * d * c
+        out["residual_and_norms"] += halves * 2 * d * c
         out["mlp"] += 4 * m * c
         if kind == "recurrent":
             out["recurrent"] += (6 + cfg.conv_width) * r * c + 13 * r * FP32
+        elif kind == "mamba2":
+            out["ssm"] += ssm_bytes_per_token(cfg, seq_len)
+            widest_scores = max(widest_scores, 2 * cfg.ssm_heads * min(cfg.ssm_chunk, seq_len) * FP32)
         else:
             keys = keys_per_query(cfg, kind, seq_len, "as_executed")
             out["attention_linear"] += (3 * d + 3 * hd) * c
@@ -106,6 +128,7 @@ def decode_cache_bytes(cfg: ModelConfig, length: int) -> int:
     """Decoding cache of one sequence that has reached `length` tokens, over all layers.
 
     recurrent: the RG-LRU state (R, fp32) and the last W - 1 Conv1D inputs (compute dtype);
+    mamba2: the SSD state (H P N = I N, fp32) and the last W - 1 inputs of its Conv1D (I + 2 G N);
     local attention: a ring buffer of `local_window` keys and values (2 w hd, compute dtype),
     whatever the length; global attention: keys and values of every position (2 length hd).
     """
@@ -115,6 +138,9 @@ def decode_cache_bytes(cfg: ModelConfig, length: int) -> int:
     for kind in cfg.block_types:
         if kind == "recurrent":
             total += r * FP32 + (cfg.conv_width - 1) * r * c
+        elif kind == "mamba2":
+            conv = cfg.ssm_inner + 2 * cfg.ssm_groups * cfg.ssm_state
+            total += cfg.ssm_inner * cfg.ssm_state * FP32 + (cfg.conv_width - 1) * conv * c
         elif kind == "local_attention":
             total += 2 * cfg.local_window * hd * c
         else:

@@ -36,19 +36,33 @@ def temporal_block_params(cfg: ModelConfig, kind: str) -> int:
         return branches + conv + gates + a_param + out
     if kind in ("attention", "local_attention"):
         return d * d + 2 * d * hd + d * d + d  # q, k, v without bias; output with bias
+    if kind == "mamba2":
+        i, bc, h = cfg.ssm_inner, 2 * cfg.ssm_groups * cfg.ssm_state, cfg.ssm_heads
+        in_proj = d * (2 * i + bc + h)  # z, x, B and C, dt; no biases (the authors' default)
+        conv = (cfg.conv_width + 1) * (i + bc)  # depthwise over x, B and C, with biases
+        per_head = 3 * h  # A_log, dt_bias, D
+        return in_proj + conv + per_head + i + i * d  # + the gated norm's gain, the output projection
     raise ValueError(f"unknown block kind {kind!r}")
 
 
 def mlp_params(cfg: ModelConfig) -> int:
-    """Parameters of one gated MLP: two up projections and the down projection, with biases."""
+    """Parameters of one gated MLP: two up projections and the down projection, with biases
+    (none when mlp_expansion = 0)."""
     d, m = cfg.width, cfg.mlp_width
-    return 2 * (d * m + m) + m * d + d
+    return 2 * (d * m + m) + m * d + d if m else 0
+
+
+def residual_block_params(cfg: ModelConfig, kind: str) -> int:
+    """One residual block: the temporal block, its pre-norm and, if the model has one, the MLP
+    with its pre-norm."""
+    mlp = mlp_params(cfg) + cfg.width if cfg.mlp_width else 0
+    return temporal_block_params(cfg, kind) + cfg.width + mlp
 
 
 def count_params(cfg: ModelConfig) -> ParamCount:
     """Parameters of the whole model: the embedding, each residual block (temporal block, MLP
     and its two RMSNorm scales) and the final RMSNorm."""
     d = cfg.width
-    per_block = sum(temporal_block_params(cfg, k) + mlp_params(cfg) + 2 * d for k in cfg.block_types)
+    per_block = sum(residual_block_params(cfg, k) for k in cfg.block_types)
     embedding = cfg.vocab_size * d
     return ParamCount(total=embedding + per_block + d, embedding=embedding)

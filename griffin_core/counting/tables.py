@@ -16,7 +16,7 @@ PAPER_VOCAB = 256_000
 """Vocabulary used for the paper rows' tables (RecurrentGemma's; the paper states none)."""
 CPU_VOCAB = 256
 """Vocabulary of the CPU ladder (bytes)."""
-FAMILIES = ("mqa", "hawk", "griffin")
+FAMILIES = ("mqa", "hawk", "griffin", "mamba2")
 
 
 def _rows(paper_vocab: int, cpu_vocab: int):

@@ -140,9 +140,10 @@ class ModelConfig:
     """Mamba-2: the mixer's inner width is ssm_expand * D (the authors' expand)."""
     ssm_groups: int = 1
     """Mamba-2: groups of heads sharing one B and C (the authors' ngroups)."""
-    ssm_chunk: int = 64
+    ssm_chunk: int = 16
     """Mamba-2: chunk length of the SSD algorithm (quadratic inside a chunk, a recurrence over
-    chunk states). Changes the work, not the result (tested)."""
+    chunk states). Changes the work, not the result (tested). 16 is the fastest on CPU
+    (docs/benchmarks.md); the paper preset uses the authors' 256 for TPUs and GPUs."""
 
     def __post_init__(self) -> None:
         if self.mlp_expansion is None:

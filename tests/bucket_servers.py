@@ -139,6 +139,11 @@ class GcsServer:
         with urllib.request.urlopen(f"{self.url}/_test/preconditions", timeout=10) as answer:
             return json.loads(answer.read())["refused"]
 
+    def requests(self) -> list[tuple[str, str]]:
+        """(method, "bucket/object") of every upload ("PUT") and object read ("GET") so far."""
+        with urllib.request.urlopen(f"{self.url}/_test/requests", timeout=10) as answer:
+            return [tuple(r) for r in json.loads(answer.read())["requests"]]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.stdin.close()

@@ -8,7 +8,8 @@ generation in a read's headers ("Malformed StorageGeneration"). This process add
 GCS does in front of the emulator's handlers: uploads refused with 412 unless ifGenerationMatch
 holds, reads carrying `x-goog-generation` and answering ifGenerationNotMatch/ifGenerationMatch;
 it counts the 412s it sent (GET /_test/preconditions), so the tests see the store's leases rely
-on the server's precondition, not on luck. It also answers `moveTo` (an object moved within its
+on the server's precondition, not on luck, and lists every upload and object read
+(GET /_test/requests), so they can count writes. It also answers `moveTo` (an object moved within its
 bucket, which gcsfs's `mv` tries first and the emulator lacks: gcsfs would retry it for half a
 minute before copying).
 """
@@ -19,12 +20,15 @@ import json
 import logging
 import sys
 from http import HTTPStatus
+from urllib.parse import unquote
 
 from gcp_storage_emulator import server
 from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.handlers import objects
 
 REFUSED = {"count": 0}
+REQUESTS: list[list[str]] = []
+"""[method, object name] of every upload ("PUT") and object read ("GET"), in order."""
 
 
 def _object_name(request) -> str | None:
@@ -60,6 +64,7 @@ def insert(request, response, storage, *args, **kwargs):
         current = _generation(storage, request.params["bucket_name"], _object_name(request))
         if (current is not None) if wanted == "0" else (current != wanted):
             return _refuse(response)
+    REQUESTS.append(["PUT", f"{request.params['bucket_name']}/{_object_name(request)}"])
     return objects.insert(request, response, storage, *args, **kwargs)
 
 
@@ -68,6 +73,7 @@ def conditional_read(handler):
     `x-goog-generation` header, 304 for `ifGenerationNotMatch` of the current generation,
     412 for an `ifGenerationMatch` of another."""
     def read(request, response, storage, *args, **kwargs):
+        REQUESTS.append(["GET", f"{request.params['bucket_name']}/{unquote(request.params['object_id'])}"])
         current = _generation(storage, request.params["bucket_name"], request.params["object_id"])
         if current is not None:
             response["x-goog-generation"] = current
@@ -94,6 +100,10 @@ def preconditions(request, response, storage):
     response.json({"refused": REFUSED["count"]})
 
 
+def requests(request, response, storage):
+    response.json({"requests": REQUESTS})
+
+
 def main() -> None:
     port, bucket = int(sys.argv[1]), sys.argv[2]
     logging.basicConfig(level=logging.CRITICAL)  # the emulator logs every 404 as an error
@@ -101,7 +111,8 @@ def main() -> None:
             r"(?P<dest_object_id>.*[^/]+)$"
     replace = {objects.insert: insert, objects.get: conditional_read(objects.get),
                objects.download: conditional_read(objects.download)}
-    server.HANDLERS = ((r"^/_test/preconditions$", {server.GET: preconditions}), (moves, {server.POST: move})) + tuple(
+    server.HANDLERS = ((r"^/_test/preconditions$", {server.GET: preconditions}),
+                       (r"^/_test/requests$", {server.GET: requests}), (moves, {server.POST: move})) + tuple(
         (regex, {method: replace.get(handler, handler) for method, handler in handlers.items()})
         for regex, handlers in server.HANDLERS)
     emulator = server.create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)

@@ -2,12 +2,11 @@
 gcp-storage-emulator's GCS API (tests/bucket_servers.py), one of each for the module, and a
 Ray cluster on loopback whose workers inherit the servers' environment.
 
-S3 fully: two drivers on one sweep (each point once), a killed driver whose run resumes from
-its staged checkpoint, griffin-figures and griffin-eval on the bucket, a corrupt object named
-and skipped, metrics writes counted at the server. GCS: two drivers on one sweep end to end
-(Orbax writing gs:// itself), griffin-eval on it. Both: the write-once creates the leases rely
-on, refused by the server. (A killed driver and griffin-figures are tested on S3 only: the
-code paths are the store's, the same for both; the time budget does not cover both.)"""
+Against both: two drivers on one sweep (each point once; on S3 checkpoints staged through
+local disk, on GCS Orbax writing gs:// itself), a killed driver whose run resumes from its
+checkpoint on the bucket, griffin-figures and griffin-eval on the bucket, corrupt objects named
+and skipped, metrics writes counted at the server, and the write-once creates the leases rely
+on, refused by the server."""
 
 from __future__ import annotations
 
@@ -80,24 +79,20 @@ def assert_done(store: RunStore, runs: int, steps: int = 6) -> None:
         assert [r["step"] for r in read_metrics(store.run_dir(run_id))] == list(range(1, steps + 1))
 
 
-def test_s3_two_drivers_figures_eval_and_a_corrupt_object(cluster, servers, tmp_path, capsys):
-    s3, _ = servers
-    root = "s3://bucket/two-drivers"
-    store = two_drivers_each_point_once(cluster, root, tmp_path / "claims.jsonl", seeds=3)
-    for run_id in store.list_runs():  # staged checkpoints: the two Orbax keeps, each marked complete
-        assert store.run_listing(run_id, "ckpt") == ["4", "6"]
-        assert ".complete" in store.run_listing(run_id, "ckpt", "6")
-
-    from analysis.cli import figures_main
+def figures_skip_corrupt_objects(store: RunStore, root: str, tmp_path: pathlib.Path, capsys) -> None:
+    """griffin-eval on the bucket's first run; then a corrupt result.json and a metrics.jsonl
+    with a torn line written into the other two: griffin-figures names both files, skips what
+    it cannot read, and draws the rest."""
+    from analysis.cli import _default_out, figures_main
     from experiments.evaluate import main as eval_main
 
-    first = store.list_runs()[0]
+    first, broken, no_curve = store.list_runs()
     assert eval_main([store.run_dir(first), "--length", "32", "--docs", "2"]) == 0
     assert store.run_listing(first, "eval") == ["loss_by_position_32.json"]
-    broken, no_curve = store.list_runs()[1:]
-    s3.client().put_object(Bucket="bucket", Key=f"two-drivers/runs/{broken}/result.json", Body=b"{not json")
-    s3.client().put_object(Bucket="bucket", Key=f"two-drivers/runs/{no_curve}/metrics.jsonl",
-                           Body=b'{"step": 1, "loss": 5.0}\n{"step": 2, "lo\n{"step": 3, "loss": 4.0}\n')
+    backend = store._backend
+    backend.write_atomic(store._path("runs", broken, "result.json"), b"{not json")
+    backend.write_atomic(store._path("runs", no_curve, "metrics.jsonl"),
+                         b'{"step": 1, "loss": 5.0}\n{"step": 2, "lo\n{"step": 3, "loss": 4.0}\n')
     capsys.readouterr()
     code = figures_main([root, "--only", "training_curves", "--formats", "png", "--bootstrap", "0",
                          "--out", str(tmp_path / "figures")])
@@ -106,19 +101,40 @@ def test_s3_two_drivers_figures_eval_and_a_corrupt_object(cluster, servers, tmp_
     assert f"excluding run {broken}: CORRUPT" in err and "result.json: corrupt result file" in err
     assert f"no curve for run {no_curve}" in err and "metrics.jsonl: corrupt metrics line 2 of 3" in err
     assert "loaded 2 runs" in out and (tmp_path / "figures" / "training_curves.png").exists()
-    from analysis.cli import _default_out
-
     assert _default_out(root, "default") == os.path.join("figures", "default")  # local files, not the bucket
 
 
-def test_s3_killed_driver_resumes_from_the_staged_checkpoint(cluster, servers, tmp_path):
-    root = "s3://bucket/killed"
+def test_s3_two_drivers_figures_eval_and_a_corrupt_object(cluster, servers, tmp_path, capsys):
+    root = "s3://bucket/two-drivers"
+    store = two_drivers_each_point_once(cluster, root, tmp_path / "claims.jsonl", seeds=3)
+    for run_id in store.list_runs():  # staged checkpoints: the two Orbax keeps, each marked complete
+        assert store.run_listing(run_id, "ckpt") == ["4", "6"]
+        assert ".complete" in store.run_listing(run_id, "ckpt", "6")
+    figures_skip_corrupt_objects(store, root, tmp_path, capsys)
+
+
+def test_gcs_two_drivers_figures_eval_and_a_corrupt_object(cluster, servers, tmp_path, capsys):
+    root = "gs://bucket/sweep"
+    store = two_drivers_each_point_once(cluster, root, tmp_path / "claims.jsonl", seeds=3)
+    for run_id in store.list_runs():  # Orbax's own layout on GCS: no staging mark, its commit files
+        assert store.run_listing(run_id, "ckpt") == ["4", "6"]
+        assert "commit_success.txt" in store.run_listing(run_id, "ckpt", "6")
+    figures_skip_corrupt_objects(store, root, tmp_path, capsys)
+
+
+COMPLETE_MARK = {"s3": ".complete", "gs": "commit_success.txt"}
+"""What marks a finished checkpoint: the store's staging mark on S3, Orbax's commit file on GCS."""
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_killed_driver_resumes_from_its_checkpoint_on_the_bucket(cluster, servers, tmp_path, scheme):
+    root = f"{scheme}://bucket/killed"
     log = tmp_path / "claims.jsonl"
     faults.write(root, stall_after_step=3, claims_log=str(log))  # the run hangs after step 3 ...
     first = driver(cluster, root, "trainer.seed=0")
     store = RunStore(root)
     wait_for(lambda: store.list_runs() and "2" in store.run_listing(store.list_runs()[0], "ckpt")
-             and ".complete" in store.run_listing(store.list_runs()[0], "ckpt", "2"))
+             and COMPLETE_MARK[scheme] in store.run_listing(store.list_runs()[0], "ckpt", "2"))
     os.killpg(first.pid, signal.SIGKILL)  # ... so the driver dies with it half done
     first.wait()
     (run_id,) = store.list_runs()
@@ -131,36 +147,32 @@ def test_s3_killed_driver_resumes_from_the_staged_checkpoint(cluster, servers, t
     assert claims(log) == {0: [0, 2]}  # resumed once, from its step-2 checkpoint on the bucket
 
 
-def test_s3_metrics_reach_the_bucket_in_batches(servers):
+def metrics_requests(servers, scheme: str, prefix: str) -> list[str]:
+    """Methods of the requests for metrics.jsonl objects under `prefix`, in order, as the
+    server saw them (uploads "PUT", reads "GET"; S3's HEADs and listings aside)."""
+    s3, gcs = servers
+    if scheme == "s3":
+        return [r.method for r in s3.recorder.log if r.path.startswith(f"/bucket/{prefix}/")
+                and r.path.endswith("/metrics.jsonl") and r.method in ("PUT", "GET")]
+    return [m for m, name in gcs.requests() if name.startswith(f"bucket/{prefix}/") and name.endswith("/metrics.jsonl")]
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_metrics_reach_the_bucket_in_batches(servers, scheme):
     """griffin-train with checkpoints at steps 20 and 40 and a flush interval longer than the
-    run: metrics.jsonl is written twice, at the two checkpoints, and nowhere else."""
-    s3, _ = servers
+    run: metrics.jsonl is written twice, at the two checkpoints, and no batch reads it back."""
     from experiments.cli import train_main
 
-    root = "s3://bucket/batched"
+    root = f"{scheme}://bucket/batched"
     overrides = [o for o in TINY[:12] if not o.startswith(("trainer.budget.value=", "trainer.checkpoint_every="))]
     assert train_main([*overrides, "trainer.budget.value=40", "trainer.checkpoint_every=20",
                        "store.metrics_flush_s=1000", f"store.root={root}", "--quiet"]) == 0
-    metrics = [r for r in s3.recorder.log if r.path.startswith("/bucket/batched/") and r.path.endswith("/metrics.jsonl")]
-    assert [r.method for r in metrics if r.method == "PUT"] == ["PUT", "PUT"], metrics
-    first_put = next(i for i, r in enumerate(metrics) if r.method == "PUT")
-    assert all(r.method == "PUT" for r in metrics[first_put:])  # no batch reads the object back
+    seen = metrics_requests(servers, scheme, "batched")
+    assert seen.count("PUT") == 2, seen
+    assert set(seen[seen.index("PUT"):]) == {"PUT"}, seen  # no batch reads the object back
     store = RunStore(root)
     (run_id,) = store.list_runs()
     assert [r["step"] for r in store.read_metrics(run_id)] == list(range(1, 41))
-
-
-def test_gcs_two_drivers_with_orbax_writing_the_bucket(cluster, servers, tmp_path):
-    root = "gs://bucket/sweep"
-    store = two_drivers_each_point_once(cluster, root, tmp_path / "claims.jsonl", seeds=2)
-    for run_id in store.list_runs():  # Orbax's own layout on GCS: no staging mark, its commit files
-        assert store.run_listing(run_id, "ckpt") == ["4", "6"]
-        assert "commit_success.txt" in store.run_listing(run_id, "ckpt", "6")
-    from experiments.evaluate import main as eval_main
-
-    run = store.run_dir(store.list_runs()[0])
-    assert eval_main([run, "--length", "32", "--docs", "2"]) == 0
-    assert store.run_listing(store.list_runs()[0], "eval") == ["loss_by_position_32.json"]
 
 
 @pytest.mark.parametrize("scheme", ["s3", "gs"])

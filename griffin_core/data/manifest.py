@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from griffin_core.data import remote
 from griffin_core.data.errors import DataError
 from griffin_core.data.splits import SPLITS
 
@@ -51,8 +52,8 @@ class ShardEntry:
 
 @dataclasses.dataclass(frozen=True)
 class TokenManifest:
-    path: Path
-    """Where the manifest file is (or will be written)."""
+    path: Path | str
+    """Where the manifest file is (or will be written): a local path, or a URL (remote.py)."""
     dtype: str
     vocab_size: int
     eot_token: int | None
@@ -64,7 +65,9 @@ class TokenManifest:
     def max_id(self) -> int:
         return max(e.max_id for shards in self.splits.values() for e in shards)
 
-    def shard_path(self, entry: ShardEntry) -> Path:
+    def shard_path(self, entry: ShardEntry) -> Path | str:
+        if isinstance(self.path, str):
+            return remote.join(remote.parent(self.path), entry.file)
         return self.path.parent / entry.file
 
     def to_json(self) -> dict[str, Any]:
@@ -88,8 +91,10 @@ def dtype_for(vocab_size: int) -> str:
     return "uint16" if vocab_size <= ID_LIMITS["uint16"] else "uint32"
 
 
-def manifest_path(data_path: str | os.PathLike) -> Path:
-    """Where the manifest of a folder or token file is."""
+def manifest_path(data_path: str | os.PathLike) -> Path | str:
+    """Where the manifest of a folder or token file is (a bucket prefix: its manifest.json)."""
+    if remote.is_remote(data_path):
+        return remote.join(str(data_path), MANIFEST_NAME)
     p = Path(data_path)
     return p / MANIFEST_NAME if p.is_dir() else p.with_name(p.name + FILE_SUFFIX)
 
@@ -97,13 +102,15 @@ def manifest_path(data_path: str | os.PathLike) -> Path:
 def find_manifest(data_path: str | os.PathLike) -> TokenManifest | None:
     """The manifest of `data_path` if it has one."""
     path = manifest_path(data_path)
+    if isinstance(path, str):
+        return read_manifest(path) if remote.size(path) is not None else None
     return read_manifest(path) if path.is_file() else None
 
 
 def read_manifest(path: str | os.PathLike) -> TokenManifest:
-    path = Path(path)
+    path = path if remote.is_remote(path) else Path(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(remote.read(path) if isinstance(path, str) else path.read_text())
         if raw.get("format") != FORMAT:
             raise ValueError(f"format {raw.get('format')!r} is not {FORMAT!r}")
         splits = {s: [ShardEntry(**e) for e in shards] for s, shards in raw["splits"].items()}
@@ -132,7 +139,15 @@ def verify(manifest: TokenManifest) -> None:
             check_entry(manifest.shard_path(entry), entry, manifest.path)
 
 
-def check_entry(path: Path, entry: ShardEntry, where: Path) -> None:
+def check_entry(path: Path | str, entry: ShardEntry, where: Path | str) -> None:
+    if isinstance(path, str):  # an object: its size (its time is the upload's; remote.py)
+        found = remote.size(path)
+        if found is None:
+            raise DataError(f"token file {path} does not exist (listed in {where})")
+        if found != entry.bytes:
+            raise DataError(f"token file {path}: {found:,} bytes, but its manifest {where} says {entry.bytes:,} "
+                            f"(rewrite it: griffin-data manifest)")
+        return
     try:
         st = path.stat()
     except FileNotFoundError:

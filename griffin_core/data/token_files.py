@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from griffin_core.data import manifest as mf
-from griffin_core.data import shuffle
+from griffin_core.data import remote, shuffle
 from griffin_core.data.errors import DataError
 from griffin_core.data.source_base import TokenSource
 from griffin_core.data.splits import check_split
@@ -32,7 +32,8 @@ _WARN_BYTES = 1 << 30  # reading a file this large for want of a manifest is wor
 
 class TokenFileSource(TokenSource):
     """Token files: `train` is a file, a folder holding train.bin and val.bin (nanoGPT's
-    names), or a folder with a manifest.json listing shards per split.
+    names), or a folder with a manifest.json listing shards per split; or a bucket prefix
+    (`gs://...`, `s3://...`) holding a manifest.json and its shards.
 
     A manifest, when there is one, says the dtype, the separator and the tokenizer; `dtype`
     and `eot_token` apply to files without one. Without `eot_token` each shard (file) is one
@@ -45,13 +46,13 @@ class TokenFileSource(TokenSource):
     def __init__(self, train: str | os.PathLike, vocab_size: int,
                  heldout: str | os.PathLike | None = None, eot_token: int | None = None,
                  dtype: str = "uint16", tokenizer_name: str = "pretokenized"):
-        self.path = Path(train)
+        self.path = str(train) if remote.is_remote(train) else Path(train)
         self.heldout_path = Path(heldout) if heldout is not None else None
         self.vocab_size = int(vocab_size)
         self._tokenizer_name = tokenizer_name
         self._eot = eot_token
         self._dtype = np.dtype(dtype)
-        self._shards: dict[str, list[tuple[Path, mf.ShardEntry]]] | None = None
+        self._shards: dict[str, list[tuple[Path | str, mf.ShardEntry]]] | None = None
         self._streams: dict[str, ShardedStream] = {}
 
     # A manifest, once read, says these three: reading them resolves the files first.
@@ -72,10 +73,16 @@ class TokenFileSource(TokenSource):
 
     # -- what the files are
 
-    def _resolve(self) -> dict[str, list[tuple[Path, mf.ShardEntry]]]:
+    def _resolve(self) -> dict[str, list[tuple[Path | str, mf.ShardEntry]]]:
         if self._shards is not None:
             return self._shards
-        manifest = mf.find_manifest(self.path) if self.path.exists() else None
+        if isinstance(self.path, str):
+            manifest = mf.find_manifest(self.path)
+            if manifest is None:
+                raise DataError(f"token data {self.path}: no {mf.MANIFEST_NAME} under this prefix (shards in a bucket "
+                                f"need one: write it with griffin-data manifest before uploading them)")
+        else:
+            manifest = mf.find_manifest(self.path) if self.path.exists() else None
         if manifest is not None:
             mf.verify(manifest)
             self._dtype = np.dtype(manifest.dtype)
@@ -128,7 +135,7 @@ class TokenFileSource(TokenSource):
             _SCANNED[key] = mf.scan_file(path, self._dtype.name)
         return _SCANNED[key]
 
-    def _split(self, split: str) -> list[tuple[Path, mf.ShardEntry]]:
+    def _split(self, split: str) -> list[tuple[Path | str, mf.ShardEntry]]:
         check_split(split)
         shards = self._resolve()
         if split not in shards:
@@ -148,7 +155,10 @@ class TokenFileSource(TokenSource):
     def tokens(self, split: str) -> np.ndarray:
         """The split's tokens [N]: the file itself as a read-only memmap when it is one file
         (a copy when it is several: small data only)."""
-        arrays = [np.memmap(p, dtype=self.dtype, mode="r", shape=(e.tokens,)) for p, e in self._split(split)]
+        entries = self._split(split)
+        if any(isinstance(p, str) for p, _ in entries):
+            return self.row_stream(split).read(0, sum(e.tokens for _, e in entries))
+        arrays = [np.memmap(p, dtype=self.dtype, mode="r", shape=(e.tokens,)) for p, e in entries]
         return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
     def documents(self, split: str) -> list[np.ndarray]:

@@ -9,7 +9,8 @@ per row: the window itself, plus a look back from its first token to the previou
 whole split, so each process of a multi-host run reads its own rows and nothing else.
 
 Reads use `os.pread` on file descriptors kept open: no page cache mapping of terabyte files,
-no shared file offset between threads, and the bytes read are what the OS counts.
+no shared file offset between threads, and the bytes read are what the OS counts. Shards in an
+object store (URLs) are read as byte ranges of their objects (remote.py), one request each.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from griffin_core.data import remote
 from griffin_core.data.errors import DataError
 
 _LOOK_BACK = 1 << 9  # tokens read by the first step of the backward search for a document start (doubling)
@@ -29,8 +31,8 @@ _SCAN = 1 << 20  # tokens per chunk when documents are enumerated
 class ShardedStream:
     """Tokens of a split's shards [N] (N = the sum of their lengths), read with pread."""
 
-    def __init__(self, paths: Sequence[Path], lengths: Sequence[int], dtype: str, eot_token: int | None):
-        self.paths = [Path(p) for p in paths]
+    def __init__(self, paths: Sequence[Path | str], lengths: Sequence[int], dtype: str, eot_token: int | None):
+        self.paths = [p if isinstance(p, str) and remote.is_remote(p) else Path(p) for p in paths]
         self.dtype = np.dtype(dtype)
         self.eot_token = eot_token
         self.offsets = np.concatenate([[0], np.cumsum(np.asarray(lengths, np.int64))]).astype(np.int64)
@@ -68,6 +70,12 @@ class ShardedStream:
         while pos < hi:
             end = min(hi, int(self.offsets[shard + 1]))
             want, at, done = (end - pos) * item, (pos - int(self.offsets[shard])) * item, (pos - lo) * item
+            if isinstance(self.paths[shard], str):
+                data = remote.read(self.paths[shard], at, at + want)
+                if len(data) != want:
+                    raise DataError(f"token file {self.paths[shard]}: short read at byte {at} (truncated?)")
+                view[done:done + want] = data
+                want = 0
             while want:  # pread may return less than asked (signals, huge reads)
                 got = os.preadv(self._fd(shard), [view[done:done + want]], at)
                 if got <= 0:
@@ -130,8 +138,9 @@ class ShardedStream:
     def documents(self) -> Iterator[np.ndarray]:
         """Every document in order, as read-only memmap slices [len] (enumerating them reads
         the split: for statistics and evaluation sets, stopped early by the caller)."""
-        for path, lo, hi in zip(self.paths, self.offsets[:-1], self.offsets[1:]):
-            arr = np.memmap(path, dtype=self.dtype, mode="r", shape=(int(hi - lo),))
+        for shard, (path, lo, hi) in enumerate(zip(self.paths, self.offsets[:-1], self.offsets[1:])):
+            arr = (self.read(int(lo), int(hi)) if isinstance(path, str)
+                   else np.memmap(path, dtype=self.dtype, mode="r", shape=(int(hi - lo),)))
             if self.eot_token is None:
                 yield arr
                 continue

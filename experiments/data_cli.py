@@ -42,7 +42,7 @@ def _parser() -> ArgumentParser:
     p.add_argument("--shard-mb", type=positive_float, default=64.0, help="text per shard, MB (default 64)")
     p.add_argument("--address", help="Ray cluster address (default: an embedded local Ray)")
     p.add_argument("--workers", type=positive_int, help="local Ray: CPUs to use (default: all)")
-    p.add_argument("--hf-dataset", help="a Hugging Face dataset instead of files (needs `datasets` and the network)")
+    p.add_argument("--hf-dataset", help="a Hugging Face dataset instead of files: a Hub name (downloads) or a local dataset folder")
     p.add_argument("--hf-name", help="the dataset's configuration")
     p.add_argument("--hf-text-field", default="text")
     p.add_argument("--hf-split", default="train")

@@ -71,3 +71,33 @@ def test_prepare_on_ray_resume_and_train(corpus, tmp_path, capsys):
     assert result["status"] == "SUCCESS" and result["data_source"] == "tokens"
     assert result["corpus_fingerprint"] == TokenFileSource(out, 512).fingerprint()
     assert 0 < result["heldout_loss_nats"] < np.log(512) + 1
+
+
+def test_prepare_and_train_from_a_hugging_face_dataset(corpus, tmp_path, capsys, monkeypatch):
+    """The Hugging Face path, offline: a dataset folder of JSON lines (train.jsonl and
+    validation.jsonl, which `datasets` reads as those splits without the network), prepared
+    into shards of 20 rows on Ray, and trained on directly with data=hf."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    texts = [f.data.decode() for f in load_corpus()[:50]]
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    for name, rows in (("train.jsonl", texts[:44]), ("validation.jsonl", texts[44:])):
+        (folder / name).write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
+    out = tmp_path / "tokens"
+    assert data_main(["prepare", "--hf-dataset", str(folder), "--out", str(out), "--hf-rows-per-shard", "20",
+                      "--workers", "2"]) == 0
+    assert "4 shards (0 already done)" in capsys.readouterr().out  # 44 rows: 3 train shards; 6 rows: 1 heldout
+    manifest = mf.read_manifest(out / "manifest.json")
+    assert [len(manifest.splits[s]) for s in ("train", "heldout")] == [3, 1]
+    tok = load_tokenizer("bytes")
+    first = np.fromfile(out / manifest.splits["train"][0].file, np.dtype(manifest.dtype))
+    want = np.append(tok.encode(texts[0]), manifest.eot_token)
+    assert np.array_equal(first[:len(want)], want)
+
+    store = tmp_path / "store"
+    assert train_main([*TINY, "data=hf", f"data.hf_dataset={folder}", f"store.root={store}"]) == 0
+    (run,) = (store / "runs").iterdir()
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "SUCCESS" and result["data_source"] == "hf"

@@ -2,6 +2,7 @@
 same process (see docs/benchmarks.md).
 
     griffin-bench scan [--batch 8 --length 2048 --width 1024 --repeats 7 --json out.json]
+    griffin-bench ssd [--batch 16 --length 256 --heads 16 --head-dim 8 --state 16 --chunks 8,16,32,64]
     griffin-bench limits [--force]
     griffin-bench train [--batch 16 --length 512 --width 256 --no-ladder --malloc-children 1]
     griffin-bench device [--quick --budget 540 --json device.json --markdown device.md]
@@ -100,6 +101,8 @@ def _limits_run(args: argparse.Namespace) -> dict[str, Any]:
 
 register("scan", "RG-LRU scan implementations in GB/s against a streaming triad",
          *_module("experiments.benchmarks.scan_bench"))
+register("ssd", "Mamba-2's chunked SSD, forward + backward, by chunk size, against the matmul peak",
+         *_module("experiments.benchmarks.ssd_bench"))
 register("limits", "streaming bandwidth and the (cached) dense-matmul peak",
          _limits_arguments, _limits_run)
 register("train", "training-step tokens/s and MFU of each family (on CPU: fraction of the cached matmul peak)",

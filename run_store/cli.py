@@ -46,6 +46,17 @@ non_negative_int = _number(int, 0, True, "a non-negative integer")
 positive_float = _number(float, 0.0, False, "a positive number")
 
 
+def positive_int_list(text: str) -> list[int]:
+    """Comma-separated positive integers, e.g. '1,2,4' (unrolls, chunk sizes)."""
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
 def fraction(text: str) -> float:
     """A number strictly between 0 and 1 (a level, a held-out fraction)."""
     value = positive_float(text)

@@ -290,6 +290,8 @@ CASES: dict[str, Case] = {
     "negative length (scan)": Case("griffin-bench", ["scan", "--length", "-1"], r"'-1' is not a positive integer"),
     "zero repeats": Case("griffin-bench", ["scan", "--repeats", "0"], r"--repeats: '0' is not a positive integer"),
     "unknown benchmark": Case("griffin-bench", ["warp"], r"invalid choice: 'warp'"),
+    "zero chunk (ssd)": Case("griffin-bench", ["ssd", "--chunks", "0,16"],
+                             r"argument --chunks: expected positive integers, got '0,16'"),
     "zero matmul size": Case("griffin-bench", ["limits", "--matmul-n", "0"], r"'0' is not a positive integer"),
     "negative malloc children": Case("griffin-bench", ["train", "--malloc-children", "-1"],
                                      r"'-1' is not a non-negative integer"),

@@ -236,3 +236,16 @@ def test_malloc_reuse_removes_page_faults_of_fresh_outputs():
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) < 1000  # a fresh 32 MiB output takes 8192
+
+
+def test_ssd_cli_times_each_chunk(tmp_path, capsys):
+    """`griffin-bench ssd` at a tiny shape: one row per chunk with its time, work and ratio to
+    the matmul peak, and the fastest chunk named."""
+    out_json = tmp_path / "ssd.json"
+    result = bench.run(["ssd", "--batch", "2", "--length", "24", "--heads", "2", "--head-dim", "4", "--state", "3",
+                        "--chunks", "4,7,32", "--repeats", "2", "--json", str(out_json)])
+    assert [r["chunk"] for r in result["rows"]] == [4, 7, 32]
+    assert all(r["median_ms"] > 0 and r["flops"] > 0 and 0 < r["x_matmul_peak"] for r in result["rows"])
+    assert result["fastest_chunk"] in (4, 7, 32) and min(r["x_fastest_time"] for r in result["rows"]) == 1.0
+    assert "fastest chunk:" in capsys.readouterr().out
+    assert out_json.exists()

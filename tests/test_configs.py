@@ -34,10 +34,19 @@ def test_every_group_option_composes(group):
 
 
 def test_every_family_and_size_composes():
-    for family in ("mqa", "hawk", "griffin"):
+    for family in ("mqa", "hawk", "griffin", "mamba2", "mamba2_mlp"):
         for size in ALL_SIZES:
             spec = validate(to_dict(compose([f"family={family}", f"size={size}"])))
             assert spec.model.family == family and spec.size == size
+
+
+def test_mamba2_takes_the_depth_matching_hawk_and_the_rows_state():
+    spec = validate(to_dict(compose(["family=mamba2", "size=cpu-190k"])))
+    assert (spec.model.depth, spec.model.mlp_expansion, spec.model.ssm_state, spec.model.ssm_head_dim) == (6, 0, 16, 8)
+    mlp = validate(to_dict(compose(["family=mamba2_mlp", "size=cpu-190k", "model.ssm_chunk=32"])))
+    assert (mlp.model.depth, mlp.model.mlp_expansion, mlp.model.ssm_chunk) == (3, 3, 32)
+    # The chunk is an execution field: the run id does not change with it.
+    assert "ssm_chunk" not in mlp.semantic()["model"]
 
 
 def test_every_experiment_preset_composes():

@@ -25,6 +25,15 @@ def run_cli(capsys, root, *overrides):
     return code, out, err
 
 
+def test_mamba2_trains_end_to_end(tmp_path, capsys):
+    code, _, err = run_cli(capsys, tmp_path, "family=mamba2")
+    assert code == 0, err
+    (run_id,) = RunStore(tmp_path).list_runs()
+    result = RunStore(tmp_path).read_result(run_id)
+    assert run_id.startswith("mamba2-cpu-30k-") and result.family == "mamba2"
+    assert 0 < result.heldout_loss_nats < 6
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")

@@ -43,7 +43,7 @@ from statistics import median
 from experiments.benchmarks import limits, time_interleaved
 from griffin_core import scan as scan_lib
 from griffin_core.scan_pallas import PLATFORMS
-from run_store.cli import positive_int
+from run_store.cli import positive_int, positive_int_list
 
 DEFAULT_BATCH, DEFAULT_LENGTH, DEFAULT_WIDTH = 8, 2048, 1024
 DEFAULT_UNROLLS = (1, 2, 4, 8, 16, 128)
@@ -298,21 +298,11 @@ def render(result: dict[str, Any]) -> None:
     console.print(f"target (CPU): best variant >= {t['x_triad']:.1f}x the triad: {t['best_x_triad']:.2f}x, {verdict}")
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, help="batch B (default %(default)s)")
     parser.add_argument("--length", type=positive_int, default=DEFAULT_LENGTH, help="sequence length T (default %(default)s)")
     parser.add_argument("--width", type=positive_int, default=DEFAULT_WIDTH, help="recurrence width D (default %(default)s)")
-    parser.add_argument("--unrolls", type=_int_list, default=list(DEFAULT_UNROLLS),
+    parser.add_argument("--unrolls", type=positive_int_list, default=list(DEFAULT_UNROLLS),
                         help="lax.scan unroll values for the time-major scan (default 1,2,4,8,16,128)")
     parser.add_argument("--batch-major-unroll", type=positive_int, default=None,
                         help="unroll of the [B,T,D] variant (default: griffin_core.scan's default)")

@@ -116,7 +116,7 @@ def _recurrent_flops(cfg: ModelConfig, out: dict[str, float]) -> None:
     out["rglru_scan"] += r * SCAN_PER_ELEMENT
 
 
-def _ssd_as_executed(cfg: ModelConfig, seq_len: int) -> float:
+def ssd_as_executed(cfg: ModelConfig, seq_len: int) -> float:
     """FLOPs per token of griffin_core.ssd.ssd_chunked as it runs: chunks of Q steps (the tail
     padded, its work spread over the T real tokens), each a masked [Q, Q] product per head, and
     the state passed between chunks."""
@@ -161,7 +161,7 @@ def _mamba2_flops(cfg: ModelConfig, seq_len: int, convention: str, out: dict[str
     if convention == "exact":
         out["ssm_scan"] += SSD_EXACT_PER_STATE * i * cfg.ssm_state + i + 2 * h  # + dt x; exp(dt A)
     else:
-        out["ssm_scan"] += _ssd_as_executed(cfg, seq_len)
+        out["ssm_scan"] += ssd_as_executed(cfg, seq_len)
 
 
 def _attention_flops(cfg: ModelConfig, kind: str, seq_len: int, convention: str,

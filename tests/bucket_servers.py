@@ -171,5 +171,6 @@ def apply_env(monkeypatch, env: dict[str, str]) -> None:
         import fsspec.registry
         from gcsfs.core import GCSFileSystem
 
+        registry = sys.modules["fsspec.registry"]._registry  # `fsspec.registry` is also a read-only view
         for name in ("gs", "gcs"):
-            monkeypatch.setitem(fsspec.registry._registry, name, GCSFileSystem)
+            monkeypatch.setitem(registry, name, GCSFileSystem)

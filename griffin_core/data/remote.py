@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 
-import fsspec
-from fsspec.utils import get_protocol
-
 from griffin_core.data.errors import DataError
+
+# fsspec is imported when first needed: the embedded corpus loads with NumPy alone (a test runs
+# it so, without site-packages).
 
 
 def is_remote(path: str | os.PathLike) -> bool:
     """True for a URL of a non-local filesystem, False for a local path."""
+    if isinstance(path, os.PathLike):
+        return False
+    from fsspec.utils import get_protocol
+
     return get_protocol(os.fspath(path)) not in ("file", "local")
 
 
@@ -30,6 +34,8 @@ def parent(url: str) -> str:
 
 
 def _fs(url: str):
+    import fsspec
+
     try:
         return fsspec.core.url_to_fs(url)[0]
     except (ImportError, ValueError) as err:

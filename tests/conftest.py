@@ -25,3 +25,20 @@ def pytest_configure(config):
     jax.config.update("jax_compilation_cache_dir", str(_CACHE))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+SLOW_FIRST = (
+    "test_launch.py", "test_store_buckets.py", "test_launch_tpu.py", "test_sharding_meshes.py",
+    "test_resume_and_mesh.py", "test_paper_tasks.py", "test_bench_device.py", "test_data_prepare.py",
+    "test_paper_speed.py", "test_ray_jobs.py", "test_bench_train.py", "test_train.py",
+    "test_data_multihost.py", "test_scan_export.py", "test_compile_check.py", "test_numerics_golden.py",
+    "test_bad_input.py",
+)
+"""Modules that take a minute or more. pytest-xdist (`--dist loadfile`) hands whole modules to
+its two workers in collection order, so these go first: a long module collected last would
+leave one core idle at the end (the suite's wall time was 20.8 min with 75% of both cores busy)."""
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order inside a module kept

@@ -80,7 +80,7 @@ def test_chunked_gradients_equal_across_chunk_sizes():
 
     def grads(chunk):
         loss = lambda *v: jnp.sum(jnp.sin(ssd_chunked(*v, jnp.asarray(reset), chunk)[0]))  # noqa: E731
-        return jax.grad(loss, argnums=(0, 1, 2, 3, 4))(*args)
+        return jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4)))(*args)
 
     for got, want in zip(grads(4), grads(1)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)

@@ -16,6 +16,8 @@ from griffin_core.decode import decode_steps, generate, prefill
 from griffin_core.model import Griffin, init_cache, init_params
 
 FAMILIES = ["mqa", "hawk", "griffin", "mamba2", "mamba2_mlp"]
+CORE_FAMILIES = FAMILIES[:4]
+"""mamba2_mlp adds only the MLP to mamba2's mixer: it takes the decode and reset tests, not all."""
 T = 30
 
 
@@ -42,7 +44,7 @@ def positions(batch, length):
     return jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", CORE_FAMILIES)
 def test_causal(family):
     """Changing token t changes no logit before t (and does change logits at t)."""
     cfg, params, forward = setup(family)
@@ -75,7 +77,7 @@ def test_decode_equals_forward(family):
         np.testing.assert_allclose(np.asarray(logits[b]), full[b, n:n + steps], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", CORE_FAMILIES)
 def test_greedy_generate_matches_forward_argmax(family):
     """The compiled sampling loop, greedy: each generated token is the argmax of the full
     forward pass over the prompt plus the tokens generated before it."""
@@ -138,7 +140,7 @@ def test_bf16_gradients_finite_with_a_near_one():
     assert not all(bool(jnp.all(jnp.isfinite(g))) for g in grads(float("inf")))
 
 
-@pytest.mark.parametrize("family", ["mamba2", "mamba2_mlp"])
+@pytest.mark.parametrize("family", ["mamba2"])
 def test_bf16_gradients_finite_mamba2(family):
     """Mamba-2 in bf16 compute: every gradient finite (its SSD state and decays are fp32)."""
     cfg = small(family, dtype="bfloat16")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from hlo_text import collectives_in, computations, while_loops
 
@@ -37,12 +38,17 @@ def test_rglru_time_loop_has_no_collectives_and_fsdp_shards_parameters():
     assert abs(out["fsdp_opt_bytes_per_device"] * 16 / out["opt_bytes"] - 1) < 0.01
 
 
-def test_meshes_and_checkpoints_give_the_same_losses(tmp_path):
+@pytest.fixture(scope="module")
+def meshes(tmp_path_factory) -> dict:
+    return _check("meshes", 8, str(tmp_path_factory.mktemp("meshes")))
+
+
+def test_meshes_and_checkpoints_give_the_same_losses(meshes):
     """A small Griffin from one init: 4 steps on 1 device and under fsdp_tp 2 x 4 equal those
     under fsdp on 8 devices; a checkpoint saved there after step 2 restores on 1 device, under
     fsdp_tp, into the scanned layout, and from an asynchronous save, and steps 3-4 equal too.
     (dp on 8 devices against 1: tests/test_resume_and_mesh.py, through griffin-train.)"""
-    out = _check("meshes", 8, str(tmp_path))
+    out = meshes
     assert out["one_device_devices"] == 1 and out["fsdp_tp_devices"] == 8 and out["scanned_devices"] == 8
     for name in ("one_device", "fsdp_tp", "scanned"):
         np.testing.assert_allclose(out[name], out["fsdp"], rtol=2e-6, err_msg=name)
@@ -50,10 +56,10 @@ def test_meshes_and_checkpoints_give_the_same_losses(tmp_path):
         np.testing.assert_allclose(out[name], out["fsdp"][2:], rtol=2e-6, err_msg=name)
 
 
-def test_mamba2_layer_splits_by_heads_with_the_same_losses():
+def test_mamba2_layer_splits_by_heads_with_the_same_losses(meshes):
     """A hybrid with a Mamba-2 layer: 3 steps under fsdp_tp (2 x 4) equal those on 1 device, and
     no collective sits inside the SSD's loops over chunks (each device scans its own heads)."""
-    out = _check("ssm", 8)
+    out = meshes["ssm"]
     np.testing.assert_allclose(out["fsdp_tp"], out["one_device"], rtol=2e-6)
     assert out["ssd_loops"] >= 2  # forward and backward
     assert out["collectives_in_ssd_loops"] == []

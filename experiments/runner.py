@@ -162,9 +162,14 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
         return RunReport(run_id, outcome.status, outcome.reason, result)
     except BaseException as err:
         reason = one_line(err, with_type=True, limit=500)
+        # An interruption is not a failure: Ctrl-C, or the process told to exit (Ray ends a
+        # task's worker with SystemExit when its driver dies). The run stays RUNNING with its
+        # lease released, and the next driver or griffin-train resumes it from its checkpoint.
+        interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
         if not lease.lost:
             save_progress(writer, folder)
-            lease.write_status("FAILED", reason=reason)
+            if not interrupted:
+                lease.write_status("FAILED", reason=reason)
         if logger is not None:
             logger.finish(None, exit_code=1)
         raise

@@ -25,6 +25,30 @@ def run_cli(capsys, root, *overrides):
     return code, out, err
 
 
+def test_an_interrupted_run_stays_resumable(tmp_path, capsys, monkeypatch):
+    """Ctrl-C (or the SystemExit Ray raises in a worker whose driver died) is not a failure:
+    exit 130, the run left RUNNING with its lease released, and the next command finishes it."""
+    import experiments.train as runner  # experiments.runner imports `train` from here when it runs
+
+    real_train = runner.train
+
+    def interrupted(spec, folder, write_rows, **kw):
+        write_rows([{"step": 1, "loss": 5.0, "tokens": 0, "elapsed_s": 0.0}])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "train", interrupted)
+    code, _, _ = run_cli(capsys, tmp_path, "family=hawk")
+    assert code == 130
+    store = RunStore(tmp_path)
+    (run_id,) = store.list_runs()
+    assert store.status(run_id).state == "RUNNING"
+    assert not (pathlib.Path(store.run_dir(run_id)) / "lease.json").exists()
+    monkeypatch.setattr(runner, "train", real_train)
+    code, _, err = run_cli(capsys, tmp_path, "family=hawk")
+    assert code == 0, err
+    assert store.status(run_id).state == "SUCCESS"
+
+
 def test_mamba2_trains_end_to_end(tmp_path, capsys):
     code, _, err = run_cli(capsys, tmp_path, "family=mamba2")
     assert code == 0, err

@@ -128,9 +128,7 @@ class AttentionBlock(nn.Module):
     def setup(self) -> None:
         cfg = self.config
         def dense(name, features, w_init, names, bias):
-            return nn.Dense(features, use_bias=bias, kernel_init=init.named(w_init, *names),
-                            bias_init=init.zeros(names[1]), dtype=self.dtype, param_dtype=self.param_dtype,
-                            name=name)
+            return init.dense(name, features, w_init, names, self.dtype, self.param_dtype, bias)
 
         # Tensor parallelism splits the query heads (and the output projection's input); the
         # one key/value head is replicated.

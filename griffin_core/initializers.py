@@ -31,6 +31,13 @@ def zeros(*names):
     return named(nn.initializers.zeros_init(), *names)
 
 
+def dense(name, features, w_init, names, dtype, param_dtype, bias=True):
+    """The blocks' dense layer: kernel from `w_init` and bias zeros, carrying the logical names
+    (input axis, output axis) that shard them (griffin_core.parallelism)."""
+    return nn.Dense(features, use_bias=bias, kernel_init=named(w_init, *names), bias_init=zeros(names[1]),
+                    dtype=dtype, param_dtype=param_dtype, name=name)
+
+
 def lecun_normal():
     return nn.initializers.variance_scaling(1.0, "fan_in", "normal")
 

@@ -43,9 +43,8 @@ class Mamba2Block(nn.Module):
         cfg = self.config
         inner, bc, heads = cfg.ssm_inner, 2 * cfg.ssm_groups * cfg.ssm_state, cfg.ssm_heads
 
-        def dense(name, features, w_init, names):
-            return nn.Dense(features, use_bias=False, kernel_init=init.named(w_init, *names),
-                            dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+        def dense(name, features, w_init, names):  # no biases, as the authors'
+            return init.dense(name, features, w_init, names, self.dtype, self.param_dtype, bias=False)
 
         self.in_z = dense("in_z", inner, init.lecun_normal(), ("embed", "ssm_inner"))
         self.in_x = dense("in_x", inner, init.lecun_normal(), ("embed", "ssm_inner"))

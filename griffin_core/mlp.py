@@ -22,8 +22,7 @@ class MLPBlock(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [B, T, D] -> [B, T, D]."""
         def dense(name, features, w_init, names):
-            return nn.Dense(features, kernel_init=init.named(w_init, *names), bias_init=init.zeros(names[1]),
-                            dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+            return init.dense(name, features, w_init, names, self.dtype, self.param_dtype)
 
         # Tensor parallelism: the up-projections split on their output, the down-projection on
         # its input, so the block needs one all-reduce (of its output).

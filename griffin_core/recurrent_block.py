@@ -28,8 +28,7 @@ class RecurrentBlock(nn.Module):
     def setup(self) -> None:
         cfg = self.config
         def dense(name, features, w_init, names):
-            return nn.Dense(features, kernel_init=init.named(w_init, *names), bias_init=init.zeros(names[1]),
-                            dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+            return init.dense(name, features, w_init, names, self.dtype, self.param_dtype)
 
         # Tensor parallelism splits D_RNN: the input projections on their output, the output
         # projection on its input; the Conv1D and the RG-LRU then work on their own channels.

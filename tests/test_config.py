@@ -51,43 +51,33 @@ def test_cpu_ladder_shape_and_range():
         model_config("griffin", spec.name, 256)  # has an attention layer
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("num_heads", 5, "num_heads=5 .*divide width=16"),
-    ("num_gate_blocks", 5, "num_gate_blocks=5 .*divide lru_width=24"),
-    ("local_window", 0, "local_window=0"),
-    ("depth", 0, "depth=0"),
-    ("width", -4, "width=-4"),
-    ("block_pattern", ("recurrent", "mamba"), "block_pattern=.*'mamba'.*recurrent"),
-    ("dtype", "float16", "dtype='float16'.*bfloat16"),
-    ("scan_impl", "triton", "scan_impl='triton'"),
-    ("lambda_init", "zeros", "lambda_init='zeros'"),
-    ("rope_fraction", 1.5, "rope_fraction=1.5"),
-    ("vocab_size", 2.5, "vocab_size=2.5"),
-])
-def test_bad_fields_raise_one_clear_error(field, value, match):
-    base = dict(family="hawk", vocab_size=32, width=16, depth=3, num_heads=2, lru_width=24, num_gate_blocks=4)
-    base[field] = value
-    with pytest.raises(ConfigError, match=match) as info:
-        ModelConfig(**base)
-    assert "\n" not in str(info.value)
-    assert str(info.value).startswith(f"model.{field}=")
+HAWK = dict(family="hawk", vocab_size=32, width=16, depth=3, num_heads=2, lru_width=24, num_gate_blocks=4)
+MAMBA2 = dict(HAWK, family="mamba2", ssm_state=4, ssm_head_dim=8)
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("ssm_head_dim", 7, "ssm_head_dim=7 .*divide the mixer's inner width ssm_expand \\* width = 32"),
-    ("ssm_state", 0, "ssm_state=0 .*positive integer"),
-    ("ssm_chunk", 0, "ssm_chunk=0 .*positive integer"),
-    ("ssm_groups", 3, "ssm_groups=3 .*divide the mixer's 4 heads"),
-    ("ssm_expand", 1.5, "ssm_expand=1.5 .*positive integer"),
-    ("mlp_expansion", -1, "mlp_expansion=-1 .*non-negative"),
-    ("block_pattern", ("mamba2", "mamba3"), "block_pattern=.*'mamba3'.*mamba2"),
+@pytest.mark.parametrize("base,field,value,match", [
+    (HAWK, "num_heads", 5, "num_heads=5 .*divide width=16"),
+    (HAWK, "num_gate_blocks", 5, "num_gate_blocks=5 .*divide lru_width=24"),
+    (HAWK, "local_window", 0, "local_window=0"),
+    (HAWK, "depth", 0, "depth=0"),
+    (HAWK, "width", -4, "width=-4"),
+    (HAWK, "block_pattern", ("recurrent", "mamba"), "block_pattern=.*'mamba'.*recurrent"),
+    (HAWK, "dtype", "float16", "dtype='float16'.*bfloat16"),
+    (HAWK, "scan_impl", "triton", "scan_impl='triton'"),
+    (HAWK, "lambda_init", "zeros", "lambda_init='zeros'"),
+    (HAWK, "rope_fraction", 1.5, "rope_fraction=1.5"),
+    (HAWK, "vocab_size", 2.5, "vocab_size=2.5"),
+    (MAMBA2, "ssm_head_dim", 7, "ssm_head_dim=7 .*divide the mixer's inner width ssm_expand \\* width = 32"),
+    (MAMBA2, "ssm_state", 0, "ssm_state=0 .*positive integer"),
+    (MAMBA2, "ssm_chunk", 0, "ssm_chunk=0 .*positive integer"),
+    (MAMBA2, "ssm_groups", 3, "ssm_groups=3 .*divide the mixer's 4 heads"),
+    (MAMBA2, "ssm_expand", 1.5, "ssm_expand=1.5 .*positive integer"),
+    (MAMBA2, "mlp_expansion", -1, "mlp_expansion=-1 .*non-negative"),
+    (MAMBA2, "block_pattern", ("mamba2", "mamba3"), "block_pattern=.*'mamba3'.*mamba2"),
 ])
-def test_bad_mamba2_fields_raise_one_clear_error(field, value, match):
-    base = dict(family="mamba2", vocab_size=32, width=16, depth=3, num_heads=2, lru_width=24, num_gate_blocks=4,
-                ssm_state=4, ssm_head_dim=8)
-    base[field] = value
+def test_bad_fields_raise_one_clear_error(base, field, value, match):
     with pytest.raises(ConfigError, match=match) as info:
-        ModelConfig(**base)
+        ModelConfig(**{**base, field: value})
     assert "\n" not in str(info.value)
     assert str(info.value).startswith(f"model.{field}=")
 

@@ -53,7 +53,7 @@ def _loss(impl):
     return loss
 
 
-@pytest.mark.parametrize("impl", ["chunked", "pallas", "associative"])
+@pytest.mark.parametrize("impl", ["chunked", "pallas", "associative", "auto"])
 @pytest.mark.parametrize("shape, dtype", [((37, 3, 200), jnp.float32), ((130, 1, 20), jnp.float32),
                                           ((37, 2, 130), jnp.bfloat16)])
 def test_outputs_last_state_and_gradients_equal_the_sequential_scan(impl, shape, dtype):

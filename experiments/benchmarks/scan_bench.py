@@ -11,6 +11,8 @@ Variants:
   - sequential `lax.scan` over time-major [T, B, D] arrays, one per unroll value;
   - `lax.associative_scan` over the time axis of [T, B, D];
   - 'chunked': sequential inside chunks of `scan.CHUNK` steps, associative across them;
+  - 'auto' on CPU: the recurrence the models run there, written in place over x's buffer
+    (x donated; each timed call gets a copy made beforehand);
   - 'pallas': the Pallas kernel (griffin_core/scan_pallas.py). On TPU and CUDA it is a compiled
     kernel and is timed like the rest. On CPU it runs in Pallas interpret mode, a correctness
     path only: it is run once at a small shape (`PALLAS_CHECK_SHAPE` or smaller) against the
@@ -70,6 +72,9 @@ class Variant:
     fn: Callable[[jax.Array, jax.Array], jax.Array]
     timed: bool = True
     """False for the Pallas kernel in interpret mode (CPU): checked once, never timed."""
+    donate_x: bool = False
+    """x's buffer is given to the program (the 'auto' CPU scan writes h over it, as in the
+    model, where x is an intermediate): each timed call gets its own copy, made beforehand."""
 
 
 def scan_fn(impl: str, unroll: int, time_major: bool) -> Callable[[jax.Array, jax.Array], jax.Array]:
@@ -105,6 +110,9 @@ def build_variants(unrolls: Sequence[int] = DEFAULT_UNROLLS, batch_major_unroll:
     for impl in ("associative", "chunked"):
         variants.append(Variant(f"{impl} {TIME_MAJOR}", impl, TIME_MAJOR, None, scan_fn(impl, 1, True)))
     mode = pallas_mode(platform or scan_lib.current_platform())
+    if mode == "interpret":  # on CPU 'auto' is its own recurrence (in place); elsewhere the kernel
+        variants.append(Variant(f"auto {TIME_MAJOR} (in place, x donated)", "auto", TIME_MAJOR, None,
+                                scan_fn("auto", 1, True), donate_x=True))
     if mode != "unavailable":
         variants.append(Variant(f"pallas {TIME_MAJOR}", "pallas", TIME_MAJOR, None, scan_fn("pallas", 1, True),
                                 timed=mode == "kernel"))
@@ -154,8 +162,14 @@ def to_time_major(h: jax.Array, layout: str) -> jax.Array:
     return h if layout == TIME_MAJOR else jnp.swapaxes(h, 0, 1)
 
 
-def _timed_call(exe: Callable[..., jax.Array], a: jax.Array, x: jax.Array) -> Callable[[], jax.Array]:
-    return lambda: jax.block_until_ready(exe(a, x))
+def _timed_call(exe: Callable[..., jax.Array], a: jax.Array, x: jax.Array, copies: int = 0
+                ) -> Callable[[], jax.Array]:
+    """A call of `exe(a, x)`; with `copies`, x is donated: that many copies of it are made now
+    and each call consumes one, so the copying is not timed."""
+    if not copies:
+        return lambda: jax.block_until_ready(exe(a, x))
+    fresh = [jax.block_until_ready(jnp.copy(x)) for _ in range(copies)]
+    return lambda: jax.block_until_ready(exe(a, fresh.pop()))
 
 
 def run_scan_bench(batch: int = DEFAULT_BATCH, length: int = DEFAULT_LENGTH, width: int = DEFAULT_WIDTH,
@@ -178,14 +192,15 @@ def run_scan_bench(batch: int = DEFAULT_BATCH, length: int = DEFAULT_LENGTH, wid
     for v in timed:
         a, x = inputs[v.layout]
         t0 = time.perf_counter()
-        exe = jax.jit(v.fn).lower(a, x).compile()
+        exe = jax.jit(v.fn, donate_argnums=(1,) if v.donate_x else ()).lower(a, x).compile()
         compile_s = time.perf_counter() - t0
-        h = to_time_major(jax.block_until_ready(exe(a, x)), v.layout)
+        h = to_time_major(jax.block_until_ready(exe(a, jnp.copy(x) if v.donate_x else x)), v.layout)
         if reference is None:
             reference, scale = h, float(jnp.max(jnp.abs(h)))
         diff = float(jnp.max(jnp.abs(h - reference)))
         del h
-        fns[v.name] = _timed_call(exe, a, x)
+        # Donating variants: one copy per round, the untimed round included.
+        fns[v.name] = _timed_call(exe, a, x, copies=repeats + 1 if v.donate_x else 0)
         rows[v.name] = {"name": v.name, "impl": v.impl, "layout": v.layout, "unroll": v.unroll, "timed": True,
                         "compile_s": compile_s, "max_abs_diff": diff, "max_abs_h": scale}
     del reference

@@ -58,9 +58,21 @@ def unknown_keys(node: Any, schema: type, prefix: str = "") -> list[str]:
     return out
 
 
+_OPEN_CONTEXTS = 0
+"""How many `hydra_context`s are open: inside one, another reuses it."""
+
+
 @contextlib.contextmanager
 def hydra_context():
-    """Hydra initialised on the `conf` package (shipped inside the install), schemas registered."""
+    """Hydra initialised on the `conf` package (shipped inside the install), schemas registered.
+
+    Re-entrant: inside an open context (e.g. a plan composing each of its grid points) this
+    reuses it, with Hydra's cache of the config files, instead of initialising again (about a
+    third of a compose's time)."""
+    global _OPEN_CONTEXTS
+    if _OPEN_CONTEXTS:
+        yield
+        return
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
@@ -69,7 +81,11 @@ def hydra_context():
     conf.schema.register()
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        yield
+        _OPEN_CONTEXTS += 1
+        try:
+            yield
+        finally:
+            _OPEN_CONTEXTS -= 1
 
 
 def parse_overrides(overrides: Sequence[str]) -> list:

@@ -13,7 +13,7 @@ import json
 import statistics
 from typing import Any, Sequence
 
-from experiments.configuration import UsageError, compose, to_dict
+from experiments.configuration import UsageError, compose, hydra_context, to_dict
 from experiments.runner import RunRef, resolve
 from griffin_core import counting
 from griffin_core.config import ConfigError
@@ -72,18 +72,19 @@ def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[st
     check_memory=False keeps runs whose planned memory exceeds their chip (the compiled
     figure decides instead: launch.compile_check)."""
     refs = []
-    for overrides in grid:
-        point = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in axes}
-        try:
-            cfg = to_dict(compose(list(overrides)))
-            extra = cfg["experiment"]["size_overrides"].get(cfg["size"]["name"])
-            if extra:
-                overrides = [*overrides, *extra]
+    with hydra_context():  # one Hydra for every point's compose
+        for overrides in grid:
+            point = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in axes}
+            try:
                 cfg = to_dict(compose(list(overrides)))
-            refs.append((resolve(cfg, require_data), list(overrides), point))
-        except (UsageError, ConfigError, DataError) as err:
-            where = " ".join(f"{k}={v}" for k, v in point.items()) or "the only point"
-            raise UsageError(f"grid point {where}: {one_line(err)}") from None
+                extra = cfg["experiment"]["size_overrides"].get(cfg["size"]["name"])
+                if extra:
+                    overrides = [*overrides, *extra]
+                    cfg = to_dict(compose(list(overrides)))
+                refs.append((resolve(cfg, require_data), list(overrides), point))
+            except (UsageError, ConfigError, DataError) as err:
+                where = " ".join(f"{k}={v}" for k, v in point.items()) or "the only point"
+                raise UsageError(f"grid point {where}: {one_line(err)}") from None
     if not refs:
         raise UsageError("the sweep has no grid points")
     first = refs[0][0].spec.config

@@ -8,7 +8,8 @@ wins by reading and writing each element exactly once and keeping the state on c
   from one chunk to the next (the time axis is sequential, "arbitrary"; channels "parallel").
 - NVIDIA GPU (Triton): each program owns `block_d` channels of one sequence and walks all of
   time with the state in registers.
-- CPU: the TPU kernel in Pallas interpret mode (a correctness path, not a fast one).
+- CPU: the TPU kernel in Pallas interpret mode (`scan_impl=pallas`: a correctness path, not a
+  fast one). `scan_impl=auto` runs `_sequential` there instead: a loop writing h in place.
 
 Document resets need nothing here: the RG-LRU sets a_t = 0 at a document start. Inputs may
 be bf16; the state and h are fp32. The backward pass (custom VJP) is the reverse-time scan of

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 import conf
-from experiments.configuration import UsageError, compose, to_dict
+from experiments.configuration import UsageError, compose, hydra_context, to_dict
 from experiments.spec import validate
 from griffin_core.sizes import ALL_SIZES
 
@@ -72,6 +72,21 @@ def test_bad_overrides_are_one_line(override, match):
     with pytest.raises(UsageError, match=match) as info:
         compose(override)
     assert "\n" not in str(info.value)
+
+
+def test_composes_inside_one_open_context_equal_fresh_ones():
+    """A plan composes all its points inside one hydra_context: the same configs as composing
+    each alone, and a bad point's error leaves the context usable for the next."""
+    points = [["family=hawk", "size=cpu-30k"], ["experiment=scaling_cpu", "family=griffin", "optim.lr_ref=1e-3"]]
+    fresh = [to_dict(compose(p)) for p in points]
+    with hydra_context():
+        with pytest.raises(UsageError, match="size"):
+            compose(["size=cpu-huge"])
+        shared = [to_dict(compose(p)) for p in points]
+        with hydra_context():  # nested: reuses the open one
+            assert to_dict(compose(points[0])) == fresh[0]
+    assert shared == fresh
+    assert to_dict(compose(points[1])) == fresh[1]  # and a fresh one works after it closed
 
 
 def test_model_size_and_optimiser_fields_are_griffin_cores():

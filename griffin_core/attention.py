@@ -60,8 +60,11 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Arr
     their gradients, B H T^2 elements each): docs/benchmarks.md, "Training step".
     """
     logits = jnp.einsum("...qhd,...kd->...qhk", q, k, preferred_element_type=jnp.float32)
-    logits = logits * (q.shape[-1] ** -0.5)
-    logits = jnp.where(mask[..., :, None, :], logits, _MASKED)
+    # The mask as an additive bias (0 or -1e30) rather than a select: the same logits to the
+    # bit (|logit| is far below half an ulp of 1e30, so logit - 1e30 rounds to -1e30), but XLA
+    # fuses an add of a broadcast [..., Tq, 1, Tk] operand into the scaling instead of writing
+    # the masked logits out once more (MQA's CPU training step 1-5% faster; docs/benchmarks.md).
+    logits = logits * (q.shape[-1] ** -0.5) + jnp.where(mask, 0.0, _MASKED)[..., :, None, :]
     probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
     return jnp.einsum("...qhk,...kd->...qhd", probs, v)
 

@@ -36,10 +36,11 @@ GELU_PER_ELEMENT = 9
 SOFTMAX_PER_LOGIT = 6
 """logits * hd^-0.5, then softmax: max-reduce, subtract, exp, sum-reduce, divide."""
 MASK_SELECT_PER_LOGIT = 1
-"""as_executed only: where(mask, logit, -inf) on every computed logit of every head."""
-MASK_PER_PAIR = {"attention": 5, "local_attention": 8}
-"""as_executed only: building the [Tq, Tk] mask once per query/key pair (shared by the heads):
-k <= q, k >= 0, same segment, two ands; local adds q - k, <= window and an and."""
+"""as_executed only: adding the mask's bias (0 or -1e30) to every computed logit of every head."""
+MASK_PER_PAIR = {"attention": 6, "local_attention": 9}
+"""as_executed only: building the [Tq, Tk] mask's bias once per query/key pair (shared by the
+heads): k <= q, k >= 0, same segment, two ands, the select of 0 or -1e30; local adds q - k,
+<= window and an and."""
 ROPE_PER_ROTATED_DIM = 3
 """x1*cos - x2*sin (or x2*cos + x1*sin): two multiplies and one add per rotated output."""
 ROPE_PER_FREQUENCY = 3

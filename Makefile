@@ -48,7 +48,7 @@ bench: install
 # The Pallas kernel and model-equality tests on the device, then `griffin-bench device` (about 10
 # min; docs/benchmarks.md). JAX_PLATFORMS names the device: the tests' conftest.py would
 # otherwise pin JAX to the CPU, and a missing device fails here instead of measuring the CPU.
-DEVICE_TESTS := tests/test_scan.py tests/test_scan_export.py
+DEVICE_TESTS := tests/test_scan.py tests/test_scan_export.py tests/test_rglru_fused.py
 define device_check
 	.venv-$(1)/bin/uv pip install --quiet --compile-bytecode --python .venv-$(1)/bin/python --no-deps --reinstall-package griffin-scaling .
 	JAX_PLATFORMS=$(2) .venv-$(1)/bin/pytest -p no:cacheprovider $(DEVICE_TESTS)

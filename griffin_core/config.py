@@ -55,7 +55,7 @@ EXECUTION_FIELDS = ("remat", "scan_layers", "ssm_chunk")
 and gradients, tested): left out of a run's identity, so turning them on resumes the run."""
 REMAT_POLICIES = ("none", "full", "dots")
 
-SCAN_IMPLS = ("auto", "sequential", "associative", "chunked", "pallas")
+SCAN_IMPLS = ("auto", "sequential", "associative", "chunked", "pallas", "pallas_fused")
 LAMBDA_INITS = ("ring", "uniform_ac")
 DTYPES = ("float32", "bfloat16")
 
@@ -117,7 +117,8 @@ class ModelConfig:
     """Storage dtype of parameters (the optimiser's master weights)."""
     scan_impl: str = "auto"
     """RG-LRU scan: 'sequential' (lax.scan, time-major), 'associative', 'chunked', 'pallas'
-    (the TPU / GPU kernel; interpret mode on CPU) or 'auto' (per platform, at lowering)."""
+    (the TPU / GPU kernel; interpret mode on CPU), 'pallas_fused' (the kernel with the gates
+    computed inside it, recomputed in the backward pass) or 'auto' (per platform, at lowering)."""
     scan_unroll: int = 0
     """Unroll of the sequential scan; 0 picks the device's tuned default (see scan.py)."""
     attention_block_size: int = 0

@@ -20,6 +20,7 @@ from flax import linen as nn
 
 from griffin_core import initializers as init
 from griffin_core import scan as scan_lib
+from griffin_core.rglru_fused import fused_rglru
 from griffin_core.sharding import constrain, local
 
 
@@ -101,11 +102,15 @@ class RGLRU(nn.Module):
         self.input_gate = gate(name="input_gate")
         self.a_gate = gate(name="a_gate")
 
+    def _preactivations(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The two gates' inputs to their sigmoids (input gate, recurrence gate), shaped like x."""
+        cast = lambda p: p.astype(self.dtype)  # noqa: E731
+        return block_diagonal_pair(x.astype(self.dtype), cast(self.input_gate.w), cast(self.input_gate.b),
+                                   cast(self.a_gate.w), cast(self.a_gate.b))
+
     def _coefficients(self, x: jax.Array, reset: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The scan's inputs: a_t and b_t = sqrt(1 - a_t^2) i_t x_t, both fp32, shaped like x."""
-        cast = lambda p: p.astype(self.dtype)  # noqa: E731
-        lin_x, lin_a = block_diagonal_pair(x.astype(self.dtype), cast(self.input_gate.w), cast(self.input_gate.b),
-                                           cast(self.a_gate.w), cast(self.a_gate.b))
+        lin_x, lin_a = self._preactivations(x)
         gate_x = jax.nn.sigmoid(lin_x.astype(jnp.float32))
         gate_a = jax.nn.sigmoid(lin_a.astype(jnp.float32))
         log_a = -self.c * gate_a * jax.nn.softplus(self.a_param.astype(jnp.float32))
@@ -123,7 +128,11 @@ class RGLRU(nn.Module):
         computation, and each scan step then reads one contiguous [B, C] slab.
         """
         x_tm = jnp.swapaxes(x, 0, 1)
-        a, b = self._coefficients(x_tm, jnp.swapaxes(segment_pos, 0, 1) == 0)
+        reset = jnp.swapaxes(segment_pos, 0, 1) == 0
+        if self.scan_impl == "pallas_fused":
+            h = jnp.swapaxes(self._fused(x_tm, reset), 0, 1)
+            return h.astype(x.dtype), h
+        a, b = self._coefficients(x_tm, reset)
         # Each device scans its own channels: no communication inside the time loop.
         a, b = (constrain(v, ("length", "batch", "act_rnn")) for v in (a, b))
         names = ("length", "batch", "act_rnn")
@@ -131,6 +140,22 @@ class RGLRU(nn.Module):
         h, _ = local(scan, (names, names), (names, names[1:]))(a, b)
         h = jnp.swapaxes(h, 0, 1)
         return h.astype(x.dtype), h
+
+    def _fused(self, x: jax.Array, reset: jax.Array) -> jax.Array:
+        """h [T, B, C] fp32 from time-major x [T, B, C] by the kernel computing the gates inside
+        the scan (`rglru_fused`: a_t and b_t never reach memory)."""
+        lin_x, lin_a = self._preactivations(x)
+        log_decay = -self.c * jax.nn.softplus(self.a_param.astype(jnp.float32))
+        keep = jnp.logical_not(reset)[..., None].astype(jnp.float32)
+
+        def scan(lin_a, lin_x, x, keep, log_decay):
+            h0 = jnp.zeros(x.shape[1:], jnp.float32)
+            return fused_rglru(lin_a, lin_x, x, keep, log_decay, h0, self.sqrt_max_grad)
+
+        names = ("length", "batch", "act_rnn")
+        h, _ = local(scan, (names, names, names, names[:2] + (None,), ("act_rnn",)), (names, names[1:]))(
+            lin_a, lin_x, x, keep, log_decay)
+        return h
 
     def step(self, x: jax.Array, pos: jax.Array, h_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
         """One decoding step. x: [B, 1, C], pos: [B], h_prev: [B, C] fp32 -> (y [B, 1, C], h [B, C])."""

@@ -54,12 +54,17 @@ def current_platform() -> str:
     return "rocm" if "rocm" in version or "hip" in version else "cuda"
 
 
+KERNEL_IMPLS = ("pallas", "pallas_fused")
+"""The Pallas kernels: the bare scan, and the RG-LRU with its gates inside (`rglru_fused`)."""
+
+
 def check_platform(impl: str, platform: str) -> None:
     """ValueError naming the platforms when `impl` cannot run on `platform`."""
-    if impl not in SCAN_IMPLS + ("auto",):
-        raise ValueError(f"model.scan_impl={impl!r} is invalid: one of {list(SCAN_IMPLS + ('auto',))}")
-    if impl == "pallas" and platform not in PLATFORMS:
-        raise ValueError(f"model.scan_impl='pallas' has no kernel on platform {platform!r}: "
+    known = SCAN_IMPLS + ("pallas_fused", "auto")
+    if impl not in known:
+        raise ValueError(f"model.scan_impl={impl!r} is invalid: one of {list(known)}")
+    if impl in KERNEL_IMPLS and platform not in PLATFORMS:
+        raise ValueError(f"model.scan_impl={impl!r} has no kernel on platform {platform!r}: "
                          f"supported {list(PLATFORMS)} (cpu in interpret mode); use 'auto' or 'chunked'")
 
 

@@ -24,32 +24,13 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.extend
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
-from jax.interpreters import mlir
 
-PLATFORMS = ("tpu", "cuda", "cpu")
-"""Where `pallas` runs: Mosaic on TPU, Triton on CUDA GPUs, interpret mode on CPU."""
+from griffin_core.kernel_platforms import (GPU_BLOCK_D, PLATFORMS, TPU_BLOCK_D, TPU_CHUNK, gpu_block_d, pad_to,
+                                           platform_primitive)
 
-TPU_BLOCK_D, TPU_CHUNK = 128, 128  # one lane-width of channels; 128 steps per VMEM slab
-GPU_BLOCK_D = 128
-
-
-def _pad_to(x: jax.Array, axis: int, multiple: int, front: bool = False) -> jax.Array:
-    """Zero-padded to a multiple along `axis`, at the end (or the front). The padding is
-    placed where the scan meets it only after its real steps (forward: at the end; reverse,
-    whose loop starts at the end: at the front), so it never touches a real output."""
-    extra = -x.shape[axis] % multiple
-    if not extra:
-        return x
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (extra, 0) if front else (0, extra)
-    return jnp.pad(x, pad)
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
+__all__ = ["GPU_BLOCK_D", "PLATFORMS", "TPU_BLOCK_D", "TPU_CHUNK", "pallas_scan", "scan_p"]
 
 
 # ---- kernels (the same recurrence; the loop runs backward in time when `reverse`)
@@ -86,8 +67,10 @@ def _call_tpu(a, x, h0, reverse: bool, interpret: bool):
     from jax.experimental.pallas import tpu as pltpu
 
     t, b, d = a.shape
-    a, x = (_pad_to(_pad_to(v, 0, TPU_CHUNK, front=reverse), 2, TPU_BLOCK_D) for v in (a, x))
-    h0 = _pad_to(h0, 1, TPU_BLOCK_D)
+    # Time padding where the scan meets it only after its real steps (forward: at the end;
+    # reverse, whose loop starts at the end: at the front), so it never touches a real output.
+    a, x = (pad_to(pad_to(v, 0, TPU_CHUNK, front=reverse), 2, TPU_BLOCK_D) for v in (a, x))
+    h0 = pad_to(h0, 1, TPU_BLOCK_D)
     tp, dp = a.shape[0], a.shape[2]
     chunks = tp // TPU_CHUNK
     time = (lambda c, k: (chunks - 1 - k, 0, c)) if reverse else (lambda c, k: (k, 0, c))
@@ -108,9 +91,9 @@ def _call_gpu(a, x, h0, reverse: bool):
     from jax.experimental.pallas import triton as pltr
 
     t, b, d = a.shape
-    block_d = min(GPU_BLOCK_D, _next_pow2(d))
-    a, x = (_pad_to(v, 2, block_d) for v in (a, x))
-    h0 = _pad_to(h0, 1, block_d)
+    block_d = gpu_block_d(d)
+    a, x = (pad_to(v, 2, block_d) for v in (a, x))
+    h0 = pad_to(h0, 1, block_d)
     dp = a.shape[2]
     slab = pl.BlockSpec((t, 1, block_d), lambda i, c: (0, i, c))
     state = pl.BlockSpec((1, block_d), lambda i, c: (i, c))
@@ -134,20 +117,8 @@ def _scan(a, x, h0, platform: str, reverse: bool = False):
     return h[:, :, :d], last[:, :d]
 
 
-# ---- one primitive, lowered per platform
+# ---- one primitive, lowered per platform (kernel_platforms.platform_primitive)
 
-# A primitive with a lowering rule per platform (rather than lax.platform_dependent around
-# pallas_calls): when one program is lowered for several platforms, JAX lowers each rule for
-# its own platform only, so the TPU kernel never meets the CUDA or CPU lowering.
-scan_p = jax.extend.core.Primitive("rglru_linear_scan")
-scan_p.multiple_results = True
-
-
-# Called outside jit: compile the one primitive (its lowering is the only implementation).
-scan_p.def_impl(lambda *args, **params: jax.jit(functools.partial(scan_p.bind, **params))(*args))
-
-
-@scan_p.def_abstract_eval
 def _abstract(a, x, h0, *, reverse: bool, cpu: str):
     return (jax.core.ShapedArray(a.shape, jnp.float32), jax.core.ShapedArray(h0.shape, jnp.float32))
 
@@ -176,17 +147,15 @@ def _sequential(a, x, h0, reverse: bool):
     return h, h[last]
 
 
-def _lower(platform: str):
+def _lowering(platform: str):
     def impl(a, x, h0, *, reverse, cpu):
         if platform == "cpu" and cpu == "sequential" or platform == "other":
             return _sequential(a, x, h0, reverse)
         return _scan(a, x, h0, platform, reverse)
-    return mlir.lower_fun(impl, multiple_results=True)
+    return impl
 
 
-for _platform in ("tpu", "cuda", "cpu"):
-    mlir.register_lowering(scan_p, _lower(_platform), platform=_platform)
-mlir.register_lowering(scan_p, _lower("other"))
+scan_p = platform_primitive("rglru_linear_scan", _abstract, _lowering)
 
 
 def _bind(a, x, h0, reverse: bool, cpu: str):

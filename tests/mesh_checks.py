@@ -5,7 +5,8 @@ simulated CPU devices: `python tests/mesh_checks.py CHECK [TMPDIR]` prints one J
   the RG-LRU's time loops, and elsewhere; per-device parameter bytes under fsdp on 16.
 - meshes: a small Griffin trained 4 steps under fsdp on 8 devices, on 1 device and under
   fsdp_tp 2x4; saved after 2 steps under fsdp, restored on 1 device, under fsdp_tp 2x4 and in
-  the scanned layout, then 2 more steps each; an asynchronous save too. And a small hybrid with
+  the scanned layout, then 2 more steps each; an asynchronous save too; the fused RG-LRU kernel
+  under fsdp_tp 2x4 against the unfused model on 1 device. And a small hybrid with
   a Mamba-2 layer (recurrent, mamba2) trained 3 steps on 1 device and under
   fsdp_tp 2 x 4, with the collectives inside its SSD chunk loops.
 """
@@ -113,8 +114,37 @@ def meshes(folder: str) -> dict:
             restored = restore_state(ckpt, 2, cfg, jitted)
         out[name + "_devices"] = len(jax.tree_util.tree_leaves(restored.params)[0].sharding.device_set)
         _, out[name + "_resumed"] = _train(jitted, mesh, restored, batches[2:])
+    out["fused"] = fused(batches)
     out["ssm"] = ssm()
     return out
+
+
+def _gradients(cfg, strategy: str, sizes: dict, devices: int, batch: dict):
+    """The loss's gradient at the init under the plan (the optimiser left out: Adam would hide
+    a gradient wrong by a factor)."""
+    from griffin_core.sharding import with_mesh
+    from griffin_core.train_step import mean_loss
+
+    layout = resolve_mesh(strategy, sizes, devices)
+    mesh = make_mesh(layout, jax.devices()[:devices])
+    jitted = programs(cfg, OPTIM, 1, layout, mesh)
+    grad = with_mesh(layout, mesh, jax.jit(jax.grad(lambda p, b: mean_loss(cfg, p, b))))
+    return grad(jitted.init(jax.random.PRNGKey(0)).params, global_batch(mesh, batch, BATCH))
+
+
+def fused(batches) -> dict:
+    """SMALL with the fused RG-LRU kernel (interpret mode) under fsdp_tp 2 x 4: its losses, and
+    the largest difference of its gradient from the unfused model's on 1 device, relative to
+    each leaf's largest entry (a_param's gradient is the kernel's per-channel sum over the rows
+    of each device, which must also add up over the devices that split the batch)."""
+    cfg = SMALL.replace(scan_impl="pallas_fused")
+    jitted, mesh = build(cfg, "fsdp_tp", {"fsdp": 2, "tensor": 4}, 8)
+    _, losses = _train(jitted, mesh, jitted.init(jax.random.PRNGKey(0)), batches)
+    got = _gradients(cfg, "fsdp_tp", {"fsdp": 2, "tensor": 4}, 8, batches[0])
+    want = _gradients(SMALL, "dp", {}, 1, batches[0])
+    diffs = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))
+                                                      / max(np.max(np.abs(np.asarray(b))), 1e-30)), got, want)
+    return {"losses": losses, "grad_max_rel_diff": max(jax.tree_util.tree_leaves(diffs))}
 
 
 HYBRID = ModelConfig(family="custom", vocab_size=64, width=32, depth=2, num_heads=4, lru_width=32,

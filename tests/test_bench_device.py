@@ -81,6 +81,9 @@ def test_quick_run_measures_every_part(quick):
     assert fig3["points"][0]["mqa_step_ms"] == row["mqa"]["step_ms"]
     assert fig3["points"][0]["griffin_step_ms"] == row["griffin"]["step_ms"]
 
+    fused = result["fused"]  # the Pallas kernels in interpret mode: not timed on CPU
+    assert fused["status"] == "not_timed" and "interpret mode" in fused["reason"] and fused["row"] == "400M"
+
     t = result["targets"]
     assert t["applies"] is False
     assert t["pallas_x_copy"]["met"] is None and t["pallas_over_sequential"]["met"] is None
@@ -88,12 +91,27 @@ def test_quick_run_measures_every_part(quick):
     assert t["griffin_over_mqa_falls"]["met"] in (True, False)
 
 
+def test_fused_kernel_step_is_timed_against_the_unfused_one_where_kernels_compile():
+    """The item as it runs on a GPU or TPU (here both steps run, the kernels in interpret
+    mode): Griffin at the Fig 3 row with scan_impl=auto and with pallas_fused, and the ratio."""
+    s = dataclasses.replace(device_bench.QUICK, step_batch=2, step_length=32)
+    basis = device_measure.mfu_basis("float32", quick=True)
+    steps = device_bench.Steps(s, "float32", basis, 2**34, device_bench.Budget(600), None, 0)
+    skipped: list = []
+    with device_bench.Tracker(1, quiet=True) as track:
+        fused = device_bench._fused(s, steps, "cuda", track, skipped)
+    assert skipped == [] and fused["status"] == "timed" and fused["size"] == "cpu-80k"
+    assert fused["fused_over_auto"] == pytest.approx(fused["fused_step_ms"] / fused["auto_step_ms"])
+    assert "| 2 | 32 |" in "\n".join(device_report._fused_table(fused))
+
+
 def test_quick_run_writes_json_and_markdown(quick, capsys):
     result, written, text = quick
     assert written["scan"] == json.loads(json.dumps(result["scan"]))
     assert written["targets"] == json.loads(json.dumps(result["targets"]))
     assert text == device_report.markdown(result)
-    for heading in ("# griffin-bench device", "## Scan", "## Training step", "## Fig 3", "## Targets"):
+    for heading in ("# griffin-bench device", "## Scan", "## Training step", "## Fig 3", "## Fused RG-LRU kernel",
+                    "## Targets"):
         assert heading in text
     assert "| T | variant | best ms | GB/s | x copy |" in text and "interpret (correctness only)" in text
     assert "| 400M | cpu-80k | griffin | 4 x 128 | none |" in text
@@ -192,7 +210,7 @@ def test_make_device_check_installs_the_extra_then_tests_and_measures(target, ex
     lines = done.stdout.splitlines()
     venv = f".venv-{extra}"
     order = [f"-m venv {venv}", f"-r requirements.lock \".[{extra}]\"",
-             f"JAX_PLATFORMS={platform} {venv}/bin/pytest -p no:cacheprovider tests/test_scan.py tests/test_scan_export.py",
+             f"JAX_PLATFORMS={platform} {venv}/bin/pytest -p no:cacheprovider tests/test_scan.py tests/test_scan_export.py tests/test_rglru_fused.py",
              f"JAX_PLATFORMS={platform} {venv}/bin/griffin-bench device --json device.json --markdown device.md"]
     found = [next(i for i, line in enumerate(lines) if part in line) for part in order]
     assert found == sorted(found)

@@ -89,9 +89,11 @@ def test_platform_checks_and_defaults():
     assert scan_lib.default_unroll("tpu") == 128 and scan_lib.default_unroll("cpu") == 1
     for platform in ("tpu", "cuda", "cpu"):
         scan_lib.check_platform("pallas", platform)
-    with pytest.raises(ValueError, match=r"model.scan_impl='pallas' has no kernel on platform 'rocm': "
-                                         r"supported \['tpu', 'cuda', 'cpu'\]"):
-        scan_lib.check_platform("pallas", "rocm")
+    for impl in ("pallas", "pallas_fused"):
+        scan_lib.check_platform(impl, "cpu")
+        with pytest.raises(ValueError, match=rf"model.scan_impl='{impl}' has no kernel on platform 'rocm': "
+                                             r"supported \['tpu', 'cuda', 'cpu'\]"):
+            scan_lib.check_platform(impl, "rocm")
     scan_lib.check_platform("auto", "rocm")
     with pytest.raises(ValueError, match="scan_impl"):
         scan_lib.linear_scan(*_inputs()[:2], impl="fast")
@@ -117,7 +119,7 @@ def test_model_logits_and_gradients_equal_across_scan_impls(family):
         return logits, jax.grad(lambda p: mean_loss(cfg, p, batch))(params)
 
     ref_logits, ref_grads = jax.jit(lambda: run("sequential"))()
-    for impl in ("chunked", "pallas", "auto"):
+    for impl in ("chunked", "pallas", "pallas_fused", "auto"):
         logits, grads = jax.jit(lambda impl=impl: run(impl))()
         np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-6, err_msg=impl)
         for (path, g), r in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree_util.tree_leaves(ref_grads)):

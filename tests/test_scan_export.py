@@ -28,7 +28,7 @@ CHECKS = [export.DisabledSafetyCheck.custom_call(TRITON)]
 
 
 def _targets(exported) -> set[str]:
-    return set(re.findall(r"custom_call @([\w$.]+)", exported.mlir_module()))
+    return _targets_of(exported.mlir_module())
 
 
 def _batch():
@@ -63,3 +63,28 @@ def test_decode_program_exports_each_platforms_kernel():
     assert {MOSAIC, TRITON} <= _targets(exported)
     np.testing.assert_array_equal(exported.call(params, prompts, lengths, jax.random.PRNGKey(1)),
                                   decode(params, prompts, lengths, jax.random.PRNGKey(1)))
+
+
+def test_fused_kernel_exports_forward_and_backward_for_each_platform():
+    """`scan_impl=pallas_fused`: the train step carries the fused forward and backward kernels
+    for TPU (Mosaic) and CUDA (Triton), the decode program the forward one; no bare scan."""
+    cfg = CFG.replace(scan_impl="pallas_fused")
+    optim = OptimSpec(lr=1e-3, total_steps=10, warmup_steps=1)
+    optimizer = make_optimizer(optim)
+    step = jax.jit(functools.partial(train_step, cfg, optimizer, learning_rate_schedule(optim)))
+    params = init_params(cfg, jax.random.PRNGKey(0))
+    state, batch = init_state(params, optimizer), _batch()
+    decode = jax.jit(lambda p, t, n, k: generate(cfg, p, t, n, k, num_steps=2))
+    decode_args = (params, jnp.ones((2, 8), jnp.int32), jnp.array([8, 5], jnp.int32), jax.random.PRNGKey(1))
+    for platform, target, suffix in (("tpu", MOSAIC, "tpu"), ("cuda", TRITON, "gpu")):
+        text = export.export(step, platforms=[platform], disabled_checks=CHECKS)(state, batch).mlir_module()
+        assert target in _targets_of(text)
+        for kernel in ("rglru_fused_forward", "rglru_fused_backward"):
+            assert f"{kernel}_{suffix}" in text, (platform, kernel)
+        assert "rglru_scan" not in text
+        decode_text = export.export(decode, platforms=[platform], disabled_checks=CHECKS)(*decode_args).mlir_module()
+        assert target in _targets_of(decode_text) and f"rglru_fused_forward_{suffix}" in decode_text
+
+
+def _targets_of(text: str) -> set[str]:
+    return set(re.findall(r"custom_call @([\w$.]+)", text))

@@ -56,6 +56,15 @@ def test_meshes_and_checkpoints_give_the_same_losses(meshes):
         np.testing.assert_allclose(out[name], out["fsdp"][2:], rtol=2e-6, err_msg=name)
 
 
+def test_fused_kernel_under_fsdp_tp_trains_like_the_unfused_model_on_one_device(meshes):
+    """`scan_impl=pallas_fused` (interpret mode), run per device on its own channels and rows:
+    the same 4 losses and the same gradient as the unfused model on 1 device (a_param's is the
+    kernel's per-channel sum, which must add up over the devices splitting the batch)."""
+    out = meshes["fused"]
+    np.testing.assert_allclose(out["losses"], meshes["one_device"], rtol=2e-6)
+    assert out["grad_max_rel_diff"] < 1e-5
+
+
 def test_mamba2_layer_splits_by_heads_with_the_same_losses(meshes):
     """A hybrid with a Mamba-2 layer: 3 steps under fsdp_tp (2 x 4) equal those on 1 device, and
     no collective sits inside the SSD's loops over chunks (each device scans its own heads)."""

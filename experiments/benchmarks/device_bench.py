@@ -10,7 +10,8 @@ within a time budget (about 10 minutes on one device):
 3. one training step of the paper's 100M and 400M rows per family (MQA, Hawk, Griffin) in bf16
    at batch 8 x 2048 (remat 'full', then a smaller batch, where the memory estimate needs it),
    with MFU against the chip's nominal bf16 peak, and Griffin's step time over MQA's at lengths
-   2K, 4K and 8K at the 400M row with the tokens per step fixed (Fig 3);
+   2K, 4K and 8K at the 400M row with the tokens per step fixed (Fig 3); and Griffin's step
+   with the RG-LRU's gates fused into the scan kernel over the unfused one, at that row;
 4. a JSON file (`--json`) and a Markdown table (`--markdown`), and progress on the way.
 
 Work runs in that order (the scans are cheap on an accelerator). Before each item its time is
@@ -249,6 +250,33 @@ def _fig3(s: Settings, steps: Steps, track: Tracker, skipped: list) -> dict[str,
             "points": points}
 
 
+def _fused(s: Settings, steps: Steps, platform: str, track: Tracker, skipped: list) -> dict[str, Any]:
+    """Griffin's training step at `s.fig3_row` with the RG-LRU's gates fused into the scan
+    kernel (`scan_impl=pallas_fused`) over the same step with `auto` (the bare scan kernel),
+    at step_batch x step_length. On CPU both kernels run in interpret mode: not timed."""
+    size = dict(s.rows)[s.fig3_row]
+    out: dict[str, Any] = {"row": s.fig3_row, "size": size, "batch": s.step_batch, "length": s.step_length}
+    track.start(f"fused RG-LRU kernel {s.fig3_row}")
+    if platform == "cpu":  # like the scan's kernel there: a correctness path, not a budget skip
+        out.update(status="not_timed", reason="the Pallas kernels run in interpret mode on CPU (correctness only)")
+    else:
+        plan = measure.plan_step(steps.config("griffin", size), s.step_batch, s.step_length, steps.memory, True)
+        timed = {} if isinstance(plan, str) else {
+            impl: steps.time(plan[0].replace(scan_impl=impl), plan[1], s.step_length) for impl in ("auto", "pallas_fused")}
+        late = [plan] if isinstance(plan, str) else [t["reason"] for t in timed.values() if t["status"] != "timed"]
+        if late:
+            out.update(status="skipped", reason=late[0])
+        else:
+            out.update(status="timed", batch=plan[1], auto_step_ms=timed["auto"]["step_ms"],
+                       fused_step_ms=timed["pallas_fused"]["step_ms"],
+                       fused_over_auto=timed["pallas_fused"]["step_ms"] / timed["auto"]["step_ms"])
+    if out["status"] == "skipped":
+        skipped.append({"item": "fused RG-LRU kernel", "reason": out["reason"]})
+    track.done("fused RG-LRU kernel: " + (f"fused/unfused step {out['fused_over_auto']:.3f}"
+                                          if out["status"] == "timed" else f"{out['status']} ({out['reason']})"))
+    return out
+
+
 def run_device_bench(s: Settings, quick: bool, dtype: str | None = None, seed: int = 0, quiet: bool = False
                      ) -> dict[str, Any]:
     """Measure everything `s` asks for within `s.budget_s` seconds; return the JSON-ready dict
@@ -261,7 +289,7 @@ def run_device_bench(s: Settings, quick: bool, dtype: str | None = None, seed: i
     options = QUICK_CPU_COMPILER_OPTIONS if quick and platform == "cpu" else None
     memory, memory_source = measure.device_memory()
     skipped: list[dict[str, str]] = []
-    items = 1 + len(s.scan_lengths) + 3 * len(s.rows) + len(s.fig3_lengths)
+    items = 2 + len(s.scan_lengths) + 3 * len(s.rows) + len(s.fig3_lengths)
     with Tracker(items, quiet) as track:
         track.start(f"copy bandwidth ({s.copy_bytes / 2**20:.0f} MiB)")
         bandwidth = measure.copy_bandwidth(s.copy_bytes, max(s.scan_repeats, 5), seed)
@@ -271,6 +299,7 @@ def run_device_bench(s: Settings, quick: bool, dtype: str | None = None, seed: i
         steps = Steps(s, dtype, basis, memory, budget, options, seed)
         step_rows = _rows(s, steps, track, skipped)
         fig3 = _fig3(s, steps, track, skipped)
+        fused = _fused(s, steps, platform, track, skipped)
     result = {
         "benchmark": "device", "mode": "quick" if quick else "full", "machine": limits.machine_info(),
         "device": {"platform": platform, "device_kind": basis["device_kind"], "chip": basis["chip"],
@@ -279,7 +308,7 @@ def run_device_bench(s: Settings, quick: bool, dtype: str | None = None, seed: i
         "bandwidth": bandwidth, "scan": scans,
         "steps": {"batch": s.step_batch, "length": s.step_length, "dtype": dtype, "vocab": s.vocab,
                   "mfu_basis": basis, "rows": step_rows},
-        "fig3": fig3, "skipped": skipped,
+        "fig3": fig3, "fused": fused, "skipped": skipped,
         "budget": {"seconds": s.budget_s, "used_s": budget.used()},
     }
     result["targets"] = targets(result)

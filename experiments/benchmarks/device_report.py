@@ -125,6 +125,19 @@ def _fig3_table(fig3: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _fused_table(fused: dict[str, Any] | None) -> list[str]:
+    if not fused:  # a result written before the item existed
+        return []
+    lines = [f"## Fused RG-LRU kernel: Griffin's step, row {fused['row']} ({fused['size']})", "",
+             "| batch | T | unfused (auto) ms | fused ms | fused / unfused |", "|---:|---:|---:|---:|---:|"]
+    if fused["status"] == "timed":
+        lines.append(f"| {fused['batch']} | {fused['length']} | {_ms(fused['auto_step_ms'])} | "
+                     f"{_ms(fused['fused_step_ms'])} | {fused['fused_over_auto']:.3f} |")
+    else:
+        lines.append(f"| {fused['batch']} | {fused['length']} | - | - | {fused['status']}: {fused['reason']} |")
+    return lines + [""]
+
+
 def _targets_table(t: dict[str, Any]) -> list[str]:
     falls = t["griffin_over_mqa_falls"]
     rows = [
@@ -155,7 +168,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"Copy bandwidth: **{bw['gbps']:,.1f} GB/s** (a jitted copy of {bw['bytes'] / 2**20:,.0f} MiB fp32, "
              f"bytes read + written / time, best of {bw['repeats']}).", ""]
     lines += _scan_table(result["scan"]) + [""] + _steps_table(result["steps"]) + [""]
-    lines += _fig3_table(result["fig3"]) + [""] + _targets_table(result["targets"])
+    lines += _fig3_table(result["fig3"]) + [""] + _fused_table(result.get("fused")) + _targets_table(result["targets"])
     if result["skipped"]:
         lines += ["", "## Skipped", ""] + [f"- {s['item']}: {s['reason']}" for s in result["skipped"]]
     return "\n".join(lines) + "\n"

@@ -10,7 +10,10 @@ result.json records all of them (`CONVENTIONS`), all FLOPs *per token*:
 - 'as_executed': what our compiled program computes: global attention computes the full T x T
   logits, local attention computes padded query blocks against their key blocks; the rest as
   in 'exact'.
-Backward = 2 x forward under every convention, so training = 3 x forward.
+Backward = 2 x forward under every convention, so training = 3 x forward, with one exception:
+the as_executed work that only a compiled forward pass does (`FORWARD_ONLY_KEYS`: XLA
+recomputes Mamba-2's cheap producers in each consumer instead of storing them, which a training
+step does not do, since it stores them for the backward pass) is in the forward count only.
 
 'as_executed' is checked against XLA's cost analysis in tests/test_counting_flops.py.
 """
@@ -61,8 +64,21 @@ NaN select, plus dt's bias add."""
 CONV_X_EVALUATIONS = 4
 """as_executed only: XLA:CPU fuses the Mamba-2 mixer's Conv1D of x (cheap elementwise work)
 into each of its consumers instead of storing it (the SiLU's sigmoid, the SSD's input and the
-D skip's two fusions), so its taps run four times (read from the compiled HLO; an
-optimization barrier does not stop it). Each tap is also multiplied by its document mask."""
+output's two fusions), so its taps run four times (read from the compiled HLO; an optimization
+barrier does not stop it). That is the forward pass when the SSD pads its input; without
+padding the SSD reads x in two fusions, a fifth run counted in `ssm_forward_only`. A training
+step runs this convolution fewer times, but its backward fusions recompute about as much
+elsewhere (the SiLU and gated-norm products): three times the count with four runs matches
+XLA's training step (docs/counting.md)."""
+CONV_PER_TAP_AS_EXECUTED = 3
+"""Per channel and tap, as XLA runs griffin_core.conv1d: times the document mask, times the
+weight, add (the sum starts from the broadcast bias, so the bias costs no add of its own)."""
+CONV_MASK_PER_TAP = 2
+"""Per token and tap, in every fusion that runs a Conv1D: the mask's compare and its convert."""
+CUMSUM_WINDOW = 16
+"""XLA:CPU runs a cumulative sum as a reduce-window, output i adding the (up to) n inputs of
+its window, and rewrites one longer than 16 into windows of 16 plus a sum over the blocks'
+totals (measured: 15 FLOPs per element at n = 16, 16.1 at n = 32, 17.0 at n = 256)."""
 GATED_NORM_PER_ELEMENT = 5
 """Mamba-2's gated RMSNorm after the gate product: square, sum, times 1/rms, 1 + scale (per
 element, as XLA broadcasts it), times the gain."""
@@ -117,6 +133,16 @@ def _recurrent_flops(cfg: ModelConfig, out: dict[str, float]) -> None:
     out["rglru_scan"] += r * SCAN_PER_ELEMENT
 
 
+def cumsum_flops(n: int) -> float:
+    """FLOPs of XLA:CPU's cumulative sum over n elements (`CUMSUM_WINDOW`): n (n - 1) up to the
+    window; beyond it, 16 per element of the padded blocks (15 inside a block, 1 to add the
+    blocks before) plus the cumulative sum of the block totals."""
+    if n <= CUMSUM_WINDOW:
+        return n * (n - 1.0)
+    blocks = ceil_div(n, CUMSUM_WINDOW)
+    return CUMSUM_WINDOW * CUMSUM_WINDOW * blocks + cumsum_flops(blocks)
+
+
 def ssd_as_executed(cfg: ModelConfig, seq_len: int) -> float:
     """FLOPs per token of griffin_core.ssd.ssd_chunked as it runs: chunks of Q steps (the tail
     padded, its work spread over the T real tokens), each a masked [Q, Q] product per head, and
@@ -125,7 +151,8 @@ def ssd_as_executed(cfg: ModelConfig, seq_len: int) -> float:
     q = max(1, min(cfg.ssm_chunk, seq_len))
     padded = ceil_div(seq_len, q) * q / seq_len
     per_token = (
-        2 * h  # dt * A and its running sum
+        h  # dt * A
+        + h * cumsum_flops(q) / q  # its running sum over the chunk
         + 2 * q  # segment ids: the same-segment compare and the causal and, per (i, j) pair
         + 4 * h * q  # per pair and head: cum_i - cum_j, the mask select, exp, scores * decay
         + 2 * q * h * n  # scores C_i . B_j
@@ -143,18 +170,52 @@ def ssd_as_executed(cfg: ModelConfig, seq_len: int) -> float:
     return per_token * padded
 
 
+def _conv_run(cfg: ModelConfig, channels: int) -> float:
+    """as_executed: one run of a Conv1D over `channels`, per token, as XLA fuses it."""
+    return cfg.conv_width * (CONV_PER_TAP_AS_EXECUTED * channels + CONV_MASK_PER_TAP)
+
+
+def ssm_forward_only(cfg: ModelConfig, seq_len: int) -> float:
+    """as_executed: FLOPs per token of one Mamba-2 mixer that XLA:CPU's compiled forward pass
+    runs on top of the training-step count, read from its HLO. Each fusion that reads a cheap
+    producer recomputes it instead of loading it; a training step stores these values for the
+    backward pass, so this is not in `training_flops_per_token` (docs/counting.md)."""
+    i, h = cfg.ssm_inner, cfg.ssm_heads
+    bc = 2 * cfg.ssm_groups * cfg.ssm_state
+    q = max(1, min(cfg.ssm_chunk, seq_len))
+    padded = seq_len % q != 0
+    # The SSD reads x dt in two fusions (the chunk products, the chunk's state) and B and C in
+    # three (the scores' two operand layouts, the chunk's state; the entering state reuses C's
+    # layout), each rerunning the Conv1D and SiLU product. When the tail is padded, one pad
+    # fusion each copies x, B and C instead. x: one run more than CONV_X_EVALUATIONS; B and C:
+    # runs beyond the base's one (the SiLU's sigmoid fusion).
+    x_runs, bc_runs = (0, 2) if padded else (1, 3)
+    flops = x_runs * _conv_run(cfg, i) + bc_runs * _conv_run(cfg, bc)
+    # The SiLU's product x * sigmoid(x) runs in every consumer but the sigmoid's own fusion: for
+    # x the SSD's fusions and the output's two, for B and C the SSD's; the base counts one.
+    flops += (x_runs + 2) * i + (bc_runs - 1) * bc
+    if not padded:
+        # softplus: the dt bias add reruns in dt * A and the two x dt fusions, the four
+        # operations after log1p (max, add, the NaN compare and select) in two of them.
+        flops += 3 * h + 2 * 4 * h
+    # The output's two fusions (sum of squares, normalised output) each compute the SSD's last
+    # add, the D skip (multiply, add), SiLU(z)'s product and the gate product.
+    return flops + 5 * i
+
+
 def _mamba2_flops(cfg: ModelConfig, seq_len: int, convention: str, out: dict[str, float]) -> None:
     """Add one Mamba-2 mixer's forward FLOPs per token to `out`, by component."""
     d, i, h = cfg.width, cfg.ssm_inner, cfg.ssm_heads
-    conv_channels = i + 2 * cfg.ssm_groups * cfg.ssm_state
-    out["ssm_linears"] += _linear(d, 2 * i + 2 * cfg.ssm_groups * cfg.ssm_state + h, False) + _linear(i, d, False)
+    bc = 2 * cfg.ssm_groups * cfg.ssm_state
+    conv_channels = i + bc
+    out["ssm_linears"] += _linear(d, 2 * i + bc + h, False) + _linear(i, d, False)
     # exact: a multiply-add per tap and the bias; as executed, each tap also multiplies by its
-    # document mask (griffin_core.conv1d).
+    # document mask (griffin_core.conv1d), and x's convolution runs in several fusions.
     if convention == "exact":
         out["ssm_conv1d"] += 2.0 * cfg.conv_width * conv_channels + conv_channels
     else:
-        conv_x = CONV_X_EVALUATIONS * i + 2 * cfg.ssm_groups * cfg.ssm_state
-        out["ssm_conv1d"] += 3.0 * cfg.conv_width * conv_x + conv_x
+        out["ssm_conv1d"] += CONV_X_EVALUATIONS * _conv_run(cfg, i) + _conv_run(cfg, bc)
+        out["ssm_forward_only"] += ssm_forward_only(cfg, seq_len)
     # SiLU of x, B and C; softplus(dt + bias); the D skip (2); SiLU(z) and the gate product;
     # the gated RMSNorm (square, sum, times 1/rms, 1 + scale, times the gain).
     out["ssm_elementwise"] += (SILU * conv_channels + SOFTPLUS * h + 2 * i + (SILU + 1) * i
@@ -185,8 +246,11 @@ BREAKDOWN_KEYS = (
     "embedding", "norms", "residual", "attention_projections", "rope", "attention_logits",
     "attention_values", "attention_softmax", "recurrent_linears", "recurrent_gelu_product",
     "conv1d", "rglru_gates", "rglru_elementwise", "rglru_scan", "ssm_linears", "ssm_conv1d",
-    "ssm_elementwise", "ssm_scan", "mlp_linears", "mlp_gelu_product", "logits", "cross_entropy",
+    "ssm_elementwise", "ssm_scan", "ssm_forward_only", "mlp_linears", "mlp_gelu_product", "logits",
+    "cross_entropy",
 )
+FORWARD_ONLY_KEYS = ("ssm_forward_only",)
+"""Components a compiled forward pass runs but a training step does not (as_executed only)."""
 
 
 def flops_breakdown(cfg: ModelConfig, seq_len: int, convention: str = "exact") -> dict[str, float]:
@@ -228,8 +292,11 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, convention: str = "exact") -
 
 
 def training_flops_per_token(cfg: ModelConfig, seq_len: int, convention: str = "exact") -> float:
-    """Forward + backward FLOPs per token: (1 + BACKWARD_TO_FORWARD) x forward (6N for '6N')."""
-    return (1.0 + BACKWARD_TO_FORWARD) * flops_per_token(cfg, seq_len, convention)
+    """Forward + backward FLOPs per token: (1 + BACKWARD_TO_FORWARD) x forward (6N for '6N'),
+    the forward without `FORWARD_ONLY_KEYS` (as_executed Mamba-2; zero otherwise)."""
+    parts = flops_breakdown(cfg, seq_len, convention)
+    forward = sum(v for k, v in parts.items() if k not in FORWARD_ONLY_KEYS)
+    return (1.0 + BACKWARD_TO_FORWARD) * float(forward)
 
 
 def training_flops(cfg: ModelConfig, seq_len: int, tokens: float, convention: str = "exact") -> float:

@@ -16,7 +16,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 from experiments.cli import _guard, overrides_parser
-from experiments.configuration import UsageError, compose, to_dict
+from experiments.configuration import UsageError
 from run_store.locations import is_url, measurement_path
 
 KINDS = ("train_speed", "inference")
@@ -89,8 +89,12 @@ def _measure(argv: Sequence[str]) -> int:
         {"--dry-run": "print what would be measured and exit", "--quiet": "no progress lines"},
         "Hydra overrides, e.g. experiment.measure.repeats=5")
     args = parser.parse_intermixed_args(argv)
-    cfg = to_dict(compose(args.overrides))
+    from experiments.paper.families import compose_measure
+
+    cfg, families_note = compose_measure(args.overrides)  # family=a,b: the families measured
     kind, settings = _settings(cfg)
+    if families_note:
+        print(families_note)
     name = cfg["experiment"]["name"]
     out_path = measurement_path(cfg["store"]["root"], name)
     module = _module(kind)

@@ -36,6 +36,9 @@ def _sweep(argv: Sequence[str]) -> int:
     out.print(plan_table(plan))
     for key, (preset, mine) in grid.replaced.items():
         out.print(f"axis {key}: the command line's {','.join(mine)} replaces the preset's {','.join(preset)}")
+    for (size, key), (preset_value, mine) in plan.replaced.items():
+        out.print(f"size {size} {key}: the command line's {','.join(mine)} replaces the preset's {preset_value} "
+                  f"(experiment.size_overrides)", markup=False)
     missing = {r.ref.data_error for r in plan.runs if r.ref.data_error}
     for reason in missing:
         out.print(f"[yellow]data not on this machine ({reason}): planned without its fingerprint[/yellow]")

@@ -11,6 +11,10 @@ CPU scheduler (launch/scheduler.py) and the TPU slice runner (launch/tpu.py).
   on the next try either, so it must not be resumed a thousand times.
 - `UNSCHEDULABLE` (failure budget): no node can ever take the task
   (`TaskUnschedulableError`, `ActorUnschedulableError`).
+- `CONFIG_ERROR` (failure budget, never retried): the run raised `ConfigError` (e.g. a mesh
+  its devices cannot hold), or a launcher that runs one run as several tasks raised
+  `RunConfigError`: the same config fails the same way on every try. The plan checks what it
+  can before anything starts (launch/plan.py); this catches what only the worker can see.
 - `RUN_ERROR` (failure budget): every exception the run raises itself, and any other error.
 
 A task's own exception reaches the driver as a `RayTaskError` whose `cause` is the original
@@ -20,21 +24,30 @@ system error through). The driver never imports JAX; nor does this module.
 
 from __future__ import annotations
 
+from griffin_core.config import ConfigError  # plain Python, no JAX
 from run_store import one_line
 
 LOST = "lost"
 OUT_OF_MEMORY = "out_of_memory"
 UNSCHEDULABLE = "unschedulable"
 RUN_ERROR = "run_error"
+CONFIG_ERROR = "config_error"
 
 BUDGET = {LOST: "preemption_retries", OUT_OF_MEMORY: "failure_retries", UNSCHEDULABLE: "failure_retries",
-          RUN_ERROR: "failure_retries"}
+          RUN_ERROR: "failure_retries", CONFIG_ERROR: "failure_retries"}
 """The `launcher.*` retry budget each kind of error is counted against."""
+NOT_RETRIED = frozenset({CONFIG_ERROR})
+"""Kinds counted on their budget but never retried: a retry would fail the same way."""
 
 
 class RunLost(RuntimeError):
     """A run's process or machine was lost (raised by launchers that run one run as several
     tasks, e.g. when a host of a TPU slice dies): retried on the preemption budget."""
+
+
+class RunConfigError(RuntimeError):
+    """A run's host raised `ConfigError` (raised by launchers that run one run as several
+    tasks): not retried."""
 
 
 def _lost_types() -> tuple[type, ...]:
@@ -59,12 +72,14 @@ def own_error(err: BaseException) -> BaseException:
 
 
 def classify(err: BaseException) -> str:
-    """LOST, OUT_OF_MEMORY, UNSCHEDULABLE or RUN_ERROR (see the module docstring)."""
+    """LOST, OUT_OF_MEMORY, UNSCHEDULABLE, CONFIG_ERROR or RUN_ERROR (see the module docstring)."""
     from ray import exceptions as rx
 
     err = own_error(err)
     if isinstance(err, rx.RayTaskError):  # a cause Ray could not keep: the run's own error
         return RUN_ERROR
+    if isinstance(err, (ConfigError, RunConfigError)):
+        return CONFIG_ERROR
     if isinstance(err, (rx.OutOfMemoryError, MemoryError)):
         return OUT_OF_MEMORY
     if isinstance(err, (rx.TaskUnschedulableError, rx.ActorUnschedulableError)):
@@ -79,6 +94,11 @@ def classify(err: BaseException) -> str:
 def budget(err: BaseException) -> str:
     """The `launcher.*` key of the retry budget `err` is counted against."""
     return BUDGET[classify(err)]
+
+
+def retried(err: BaseException) -> bool:
+    """Whether a run that failed with `err` may be retried (within its budget)."""
+    return classify(err) not in NOT_RETRIED
 
 
 def describe(err: BaseException, limit: int = 300) -> str:

@@ -60,6 +60,9 @@ class Plan:
     runs: list[PlannedRun]
     store: RunStore
     launcher: dict[str, Any]
+    replaced: dict[tuple[str, str], tuple[str, list[str]]] = dataclasses.field(default_factory=dict)
+    """The preset's size_overrides the command line replaced: {(size, key): (the preset's value,
+    the command line's values)}."""
 
     def todo(self) -> list[PlannedRun]:
         return [r for r in self.runs if not r.done]
@@ -72,18 +75,27 @@ def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[st
     check_memory=False keeps runs whose planned memory exceeds their chip (the compiled
     figure decides instead: launch.compile_check)."""
     refs = []
+    replaced: dict[tuple[str, str], tuple[str, list[str]]] = {}
     with hydra_context():  # one Hydra for every point's compose
         for overrides in grid:
             point = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in axes}
             try:
                 cfg = to_dict(compose(list(overrides)))
-                extra = cfg["experiment"]["size_overrides"].get(cfg["size"]["name"])
+                size = cfg["size"]["name"]
+                extra, taken = preset_size_overrides(cfg["experiment"]["size_overrides"].get(size) or [], overrides,
+                                                     config_groups(overrides))
+                for key, values in taken.items():
+                    mine = replaced.setdefault((size, key), (values[0], []))[1]
+                    mine += [v for v in values[1:] if v not in mine]
                 if extra:
-                    overrides = [*overrides, *extra]
+                    overrides = [*extra, *overrides]  # after the preset's: the command line's keys win
                     cfg = to_dict(compose(list(overrides)))
-                refs.append((resolve(cfg, require_data), list(overrides), point))
+                ref = resolve(cfg, require_data)
+                check_mesh(ref.spec, devices_per_run(cfg["launcher"]))
+                refs.append((ref, list(overrides), point))
             except (UsageError, ConfigError, DataError) as err:
-                where = " ".join(f"{k}={v}" for k, v in point.items()) or "the only point"
+                where = (" ".join(f"{k}={v}" for k, v in point.items())
+                         or " ".join(o for o in overrides if _key(o) in ("family", "size")) or "the only point")
                 raise UsageError(f"grid point {where}: {one_line(err)}") from None
     if not refs:
         raise UsageError("the sweep has no grid points")
@@ -115,7 +127,64 @@ def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[st
         runs.append(run)
     # Largest first, so a small run never finishes alone at the end.
     runs.sort(key=lambda r: -r.flops)
-    return Plan(name, axes, runs, store, launcher)
+    return Plan(name, axes, runs, store, launcher, replaced)
+
+
+def preset_size_overrides(extra: Sequence[str], given: Sequence[str], groups: Sequence[str] = ()
+                          ) -> tuple[list[str], dict[str, list[str]]]:
+    """A preset's `experiment.size_overrides` items for one size, less those a grid point's
+    overrides `given` replace (the point sets the key or a parent of it; an item whose child
+    the point sets is kept, to be composed first), and what the point replaced:
+    {the preset's key: [the preset's value, then the point's]}. Keys in `groups` choose a config
+    group's option (`launcher=tpu`): the preset's values inside that group still apply."""
+    mine = {_key(text): text for text in given if _key(text) not in groups}
+    kept, taken = [], {}
+    for text in extra:
+        key, value = _key(text), text.partition("=")[2]
+        over = [k for k in mine if k == key or key.startswith(k + ".")]
+        under = [k for k in mine if k.startswith(key + ".")]
+        if not over:
+            kept.append(text)
+        if over or under:
+            taken[key] = [value, *(mine[k].partition("=")[2] if k == key else mine[k] for k in over + under)]
+    return kept, taken
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def config_groups(overrides: Sequence[str]) -> set[str]:
+    """The keys of `overrides` that are config groups (inside `hydra_context`)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    repository = GlobalHydra.instance().config_loader().repository
+    return {_key(o) for o in overrides if repository.group_exists(_key(o))}
+
+
+def devices_per_run(launcher: dict[str, Any]) -> int:
+    """The devices one run sees: a TPU run's chips (over all its slices), a GPU run's GPUs,
+    else one CPU device (the workers' XLA_FLAGS ask for no more: launch.worker.xla_env)."""
+    if launcher["kind"] == "tpu":
+        return parse_pod_type(launcher["tpu_type"]).chips * max(1, int(launcher.get("num_slices") or 1))
+    return int(launcher["gpus_per_run"]) or 1
+
+
+def check_mesh(spec, devices: int) -> None:
+    """What a run checks of its mesh before it compiles (experiments.programs.mesh_layout's
+    calls, without JAX): the strategy and axis sizes for `devices` devices, tensor parallelism
+    against the model, the batch against the batch axes and microbatches. ConfigError naming
+    the key."""
+    trainer, launcher = spec.trainer, spec.config["launcher"]
+    try:
+        mesh = resolve_mesh(trainer["strategy"], trainer["mesh"], devices, trainer["axis_rules"])
+    except ConfigError as err:
+        has = (f"{devices} chips: {launcher['num_slices']} x launcher.tpu_type={launcher['tpu_type']}"
+               if launcher["kind"] == "tpu" else f"{devices} GPUs: launcher.gpus_per_run={devices}"
+               if launcher["gpus_per_run"] else "1 CPU device")
+        raise ConfigError(f"{err} (each run of this launcher has {has})") from None
+    check_model(spec.model, mesh)
+    check_batch(mesh, spec.schedule.batch_size, int(trainer["microbatches"]))
 
 
 def resources(launcher: dict[str, Any]) -> dict[str, float]:

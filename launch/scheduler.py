@@ -8,8 +8,9 @@ address, TPU slices by resource (launch/tpu.py). Failure-isolated and resumable:
 - locally, each run is pinned to its own cores (affinity + XLA thread count);
 - separate retry budgets, chosen by launch/errors.py: a lost worker or node (preemption) is
   retried up to `launcher.preemption_retries` times; the run's own error, running out of
-  memory, or a task no node can take up to `launcher.failure_retries`; a retried run resumes
-  from its last checkpoint; a failed or diverged run never stops others;
+  memory, or a task no node can take up to `launcher.failure_retries` (a `ConfigError` of the
+  run's own is not retried: it would fail the same way); a retried run resumes from its last
+  checkpoint; a failed or diverged run never stops others;
 - a run held by another driver (its lease is live) is polled until it finishes or its lease
   goes stale, so two drivers on one sweep run each point once.
 """
@@ -22,7 +23,7 @@ import os
 import time
 from typing import Any, Callable
 
-from launch.errors import budget, describe
+from launch.errors import budget, describe, retried
 from launch.eta import SweepEstimate
 from launch.plan import Plan, PlannedRun
 from launch.worker import compile_cache_env, malloc_env, run_point, xla_env
@@ -163,7 +164,7 @@ class Scheduler:
             key = budget(err)
             counter = self.preemptions if key == "preemption_retries" else self.failures
             counter[run_id] += 1
-            if counter[run_id] <= self.launcher[key]:
+            if retried(err) and counter[run_id] <= self.launcher[key]:
                 self.queue.appendleft(run)  # retried first; it resumes from its last checkpoint
             else:
                 self._finish(run, "FAILED", describe(err), task)

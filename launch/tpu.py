@@ -40,7 +40,7 @@ import os
 import socket
 from typing import Any, Callable, Mapping
 
-from launch.errors import LOST, RunLost, classify, describe
+from launch.errors import CONFIG_ERROR, LOST, RunConfigError, RunLost, classify, describe
 from launch.tpu_types import GENERATIONS, parse_pod_type
 from run_store import is_url, one_line
 
@@ -62,6 +62,10 @@ class SliceHostLost(RunLost):
 class SliceRunFailed(RuntimeError):
     """The run raised a Python exception on a host, ran out of memory there, or a host task
     could not be scheduled: the driver retries it on the failure budget."""
+
+
+class SliceConfigError(SliceRunFailed, RunConfigError):
+    """A host raised `ConfigError` (the run's config, the same on every try): not retried."""
 
 
 # -- the slice's shape
@@ -260,7 +264,8 @@ def slice_error(errors: list[tuple[dict, BaseException]]) -> Exception:
     others = f"; {len(errors) - 1} other host(s) failed too" if len(errors) > 1 else ""
     if lost:
         return SliceHostLost(f"{where} was lost: {describe(err, limit=400)}{others}")
-    return SliceRunFailed(f"{where} raised {describe(err, limit=400)}{others}")
+    failed = SliceConfigError if classify(err) == CONFIG_ERROR else SliceRunFailed
+    return failed(f"{where} raised {describe(err, limit=400)}{others}")
 
 
 def _in_bundle(pg, index: int):

@@ -255,6 +255,28 @@ CASES: dict[str, Case] = {
     "unknown launcher": Case("griffin-sweep", ["experiment=smoke_cpu", "launcher=moon", "--dry-run"],
                              r"launcher/moon.*available:.*local"),
     "bad sweep flag": Case("griffin-sweep", ["--dryrun"], r"griffin-sweep: error: unrecognized arguments: --dryrun"),
+    # A paper size's preset slice and sharding (experiment.size_overrides) yield to the command line's values,
+    # which are checked like any other.
+    "unknown strategy for a paper size": Case(
+        "griffin-sweep", ["experiment=scaling_paper", "family=griffin", "size=100M", "trainer.strategy=zero3", "--dry-run",
+                          "store.root={dir}/store"], r"trainer\.strategy='zero3' is unknown"),
+    "tensor size not dividing a paper size": Case(
+        "griffin-sweep", ["experiment=scaling_paper", "family=griffin", "size=3B", "trainer.mesh.tensor=3", "--dry-run",
+                          "store.root={dir}/store"], r"trainer\.mesh\.tensor=3 does not divide model\."),
+    "tensor size not dividing Mamba-2's heads": Case(
+        "griffin-sweep", ["experiment=scaling_paper", "family=mamba2", "size=7B", "trainer.mesh.tensor=3", "--dry-run",
+                          "store.root={dir}/store"], r"trainer\.mesh\.tensor=3 does not divide model\.num_heads=32"),
+    "microbatches not dividing a paper batch": Case(
+        "griffin-sweep", ["experiment=scaling_paper", "family=griffin", "size=100M", "launcher.tpu_type=v4-8",
+                          "trainer.microbatches=3", "trainer.strategy=dp", "--dry-run", "store.root={dir}/store"],
+        r"trainer\.microbatches=3 must divide the batch size 512"),
+    "mesh larger than a CPU run's device": Case(
+        "griffin-sweep", ["experiment=smoke_cpu", "family=griffin", "size=cpu-30k", "trainer.mesh.data=4", "logger=none",
+                          "--no-live", "store.root={dir}/store"],
+        r"trainer\.mesh: data x fsdp x tensor = data=4 x fsdp=1 x tensor=1 = 4 is not the device count 1 \(each run "
+        r"of this launcher has 1 CPU device\)"),
+    "unknown family for long_context": Case("griffin-sweep", ["experiment=long_context", "family=nope", "--dry-run",
+                                                              "store.root={dir}/store"], r"family/nope.*available:.*mamba2"),
     # --- griffin-figures
     "missing store": Case("griffin-figures", ["{dir}/nope"], r"nope: not a run store"),
     "manifest outside sweeps/": Case("griffin-figures", ["{dir}/x.json"], r"must live in <root>/sweeps"),
@@ -305,6 +327,13 @@ CASES: dict[str, Case] = {
     "not a measurement preset": Case("griffin-measure", ["experiment=smoke_cpu"], r"smoke_cpu is not a measurement preset"),
     "unknown measurement malloc": Case("griffin-measure", ["experiment=train_speed", "experiment.measure.malloc=x"],
                                        r"experiment\.measure\.malloc='x'"),
+    "unknown family to measure": Case("griffin-measure", ["experiment=train_speed", "family=nope"],
+                                      r"family=nope: not a family griffin-measure can build; known: .*mamba2"),
+    "a family griffin-measure cannot build": Case("griffin-measure", ["experiment=inference", "family=hawk,mqa_nope",
+                                                                      "--dry-run"], r"family=mqa_nope: not a family"),
+    "families given twice": Case("griffin-measure", ["experiment=train_speed", "family=hawk",
+                                                     "experiment.measure.families=[mqa]", "--dry-run"],
+                                 r"family=hawk and experiment\.measure\.families both name the families"),
     "demo of an unknown experiment": Case("griffin-demo", ["--experiment", "nope", "--root", "{dir}/store"],
                                           r"experiment/nope"),
 }

@@ -10,8 +10,10 @@ import time
 import pytest
 from ray import exceptions as rx
 
-from launch.errors import LOST, OUT_OF_MEMORY, RUN_ERROR, UNSCHEDULABLE, RunLost, budget, classify, describe
-from launch.tpu import SliceHostLost, SliceRunFailed, slice_error
+from griffin_core.config import ConfigError
+from launch.errors import (CONFIG_ERROR, LOST, OUT_OF_MEMORY, RUN_ERROR, UNSCHEDULABLE, RunLost, budget, classify,
+                           describe, retried)
+from launch.tpu import SliceConfigError, SliceHostLost, SliceRunFailed, slice_error
 
 OBJECT = "ab" * 28
 
@@ -56,6 +58,9 @@ FAILURE_ERRORS = {
     "an unpicklable cause": (rx.RayTaskError("f", "tb", rx.RayError("not serializable"), "p", 1, "127.0.0.1"),
                              RUN_ERROR),
     "anything else": (OSError("disk full"), RUN_ERROR),
+    "the run's config error": (task_error(ConfigError("trainer.mesh: data x fsdp x tensor = 4 is not the device count 1")),
+                               CONFIG_ERROR),
+    "a slice's config error": (task_error(SliceConfigError("process 0 raised ConfigError: trainer.mesh")), CONFIG_ERROR),
 }
 
 
@@ -69,6 +74,7 @@ def test_lost_workers_nodes_and_hosts_go_on_the_preemption_budget(name):
 def test_out_of_memory_unschedulable_and_the_runs_own_errors_go_on_the_failure_budget(name):
     err, kind = FAILURE_ERRORS[name]
     assert classify(err) == kind and budget(err) == "failure_retries"
+    assert retried(err) == (kind != CONFIG_ERROR)  # the same config fails the same way: no retry
 
 
 def test_the_reason_is_the_tasks_own_exception_on_one_line():
@@ -86,6 +92,10 @@ def test_a_slices_lost_host_outranks_its_peers_errors_and_out_of_memory_is_a_fai
     assert isinstance(oom, SliceRunFailed) and "OutOfMemoryError" in str(oom)
     raised = slice_error([(host, task_error(ValueError("bad config")))])
     assert isinstance(raised, SliceRunFailed) and "raised ValueError: bad config" in str(raised)
+    assert not isinstance(raised, SliceConfigError)
+    config = slice_error([(host, task_error(ConfigError("trainer.mesh.data=4")))])
+    assert isinstance(config, SliceConfigError) and "raised ConfigError: trainer.mesh.data=4" in str(config)
+    assert not retried(task_error(config))
     assert budget(task_error(lost)) == "preemption_retries" and budget(task_error(oom)) == "failure_retries"
 
 
@@ -123,3 +133,8 @@ def test_the_scheduler_spends_the_budget_each_error_belongs_to(tmp_path, monkeyp
     outcome = scheduler.outcomes[run_id]
     assert outcome.status == "FAILED" and outcome.reason.startswith("OutOfMemoryError: Task was killed")
     assert (outcome.preemptions, outcome.failures) == (5, 3)
+    # A config error the run raised (its mesh on a worker's devices, say) fails at once.
+    scheduler.failures.clear()
+    assert not attempt(task_error(ConfigError("trainer.mesh: data x fsdp x tensor = 4 is not the device count 1")))
+    outcome = scheduler.outcomes[run_id]
+    assert outcome.status == "FAILED" and outcome.reason.startswith("ConfigError: trainer.mesh") and outcome.failures == 1

@@ -99,6 +99,41 @@ def test_bad_settings_are_one_line_errors(override, match, capsys):
     assert err.startswith("griffin-measure: error:") and match in err and "\n" not in err
 
 
+@pytest.mark.parametrize("preset", ["train_speed", "inference", "long_context"])
+@pytest.mark.parametrize("families", [["mamba2"], ["hawk", "mamba2"]])
+def test_family_on_the_command_line_selects_the_families_measured(preset, families, capsys, tmp_path):
+    """Issue 14: `family=mamba2` or `family=hawk,mamba2` chooses the families of the speed presets as
+    it does the sweep presets' (long_context is one), replacing the preset's list, and the plan says so."""
+    from launch.cli import sweep_main
+
+    command = sweep_main if preset == "long_context" else measure.main
+    args = [f"experiment={preset}", f"family={','.join(families)}", f"store.root={tmp_path}", "--dry-run"]
+    assert command(args) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "cpu-190k" in line]  # one line per run or measured point
+    if preset == "long_context":
+        named = {line.split()[1].split("-cpu-")[0] for line in rows}
+    elif preset == "train_speed":
+        named = {line.split("|")[2].strip() for line in rows}
+    else:
+        named = {line.split()[1].rstrip(":") for line in rows}
+    assert rows and named == set(families), out
+    presets = {"long_context": "mqa,mqa_nope,hawk,griffin"}.get(preset, "mqa,hawk,griffin")
+    assert f"axis family: the command line's {','.join(families)} replaces the preset's {presets}" in out
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("preset", ["train_speed", "inference", "long_context"])
+def test_an_unknown_family_is_one_line(preset, capsys, tmp_path):
+    from launch.cli import sweep_main
+
+    command = sweep_main if preset == "long_context" else measure.main
+    assert command([f"experiment={preset}", "family=hawk,nope", f"store.root={tmp_path}", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "nope" in err and ("family=nope" in err or "family/nope" in err), err
+    assert not any(tmp_path.iterdir())
+
+
 def test_dry_run_prints_the_plan(capsys, tmp_path):
     assert measure.main(["experiment=inference", f"store.root={tmp_path}", "--dry-run"]) == 0
     out = capsys.readouterr().out

@@ -6,7 +6,8 @@ simulated CPU devices: `python tests/mesh_checks.py CHECK [TMPDIR]` prints one J
 - meshes: a small Griffin trained 4 steps under fsdp on 8 devices, on 1 device and under
   fsdp_tp 2x4; saved after 2 steps under fsdp, restored on 1 device, under fsdp_tp 2x4 and in
   the scanned layout, then 2 more steps each; an asynchronous save too; the fused RG-LRU kernel
-  under fsdp_tp 2x4 against the unfused model on 1 device. And a small hybrid with
+  under fsdp_tp 2x4 against the unfused model on 1 device; matmuls over the whole batch's rows in
+  a Hawk whose gates do not divide the mesh. And a small hybrid with
   a Mamba-2 layer (recurrent, mamba2) trained 3 steps on 1 device and under
   fsdp_tp 2 x 4, with the collectives inside its SSD chunk loops.
 """
@@ -115,8 +116,23 @@ def meshes(folder: str) -> dict:
         out[name + "_devices"] = len(jax.tree_util.tree_leaves(restored.params)[0].sharding.device_set)
         _, out[name + "_resumed"] = _train(jitted, mesh, restored, batches[2:])
     out["fused"] = fused(batches)
+    out["odd_gates_rows_gathered"] = rows_gathered()
     out["ssm"] = ssm()
     return out
+
+
+ODD_GATES = ModelConfig(family="hawk", vocab_size=64, width=32, depth=2, num_heads=4, lru_width=36, num_gate_blocks=3,
+                        local_window=8)
+"""Gates of 3 blocks of 12: neither divides 8 devices, so FSDP leaves them replicated."""
+
+
+def rows_gathered() -> int:
+    """Matmuls in ODD_GATES's step under fsdp on 8 devices with a dimension of the whole
+    batch's rows (8 x 16 = 128): each device should work on its own 16."""
+    jitted, mesh = build(ODD_GATES, "fsdp", {}, 8)
+    text = jitted.step.lower(jitted.abstract_state, abstract_batch(mesh, BATCH, LENGTH)).compile().as_text()
+    return len([line for line in text.splitlines()
+                if re.search(r"= \w+\[[\d,]*\b128\b[\d,]*\]\S* dot\(", line)])
 
 
 def _gradients(cfg, strategy: str, sizes: dict, devices: int, batch: dict):

@@ -65,6 +65,13 @@ def test_fused_kernel_under_fsdp_tp_trains_like_the_unfused_model_on_one_device(
     assert out["grad_max_rel_diff"] < 1e-5
 
 
+def test_gates_that_do_not_divide_the_mesh_keep_each_devices_rows(meshes):
+    """Hawk with 3 gate blocks of 12 under fsdp on 8 devices (the gates stay replicated): no
+    matmul works on the whole batch's rows. Before the gates ran per device, XLA gathered the
+    rows flattened from [T, B] and every device computed every row's gates."""
+    assert meshes["odd_gates_rows_gathered"] == 0
+
+
 def test_mamba2_layer_splits_by_heads_with_the_same_losses(meshes):
     """A hybrid with a Mamba-2 layer: 3 steps under fsdp_tp (2 x 4) equal those on 1 device, and
     no collective sits inside the SSD's loops over chunks (each device scans its own heads)."""

@@ -11,11 +11,17 @@ from launch.cli import sweep_main
 
 def test_a_paper_run_compiles_for_its_slice_and_is_written_to_plan_json(tmp_path, capsys):
     path = tmp_path / "PLAN.json"
-    code = sweep_main(["experiment=scaling_paper", "family=griffin", "size=100M", "--dry-run", "--compile",
+    code = sweep_main(["experiment=scaling_paper", "family=griffin", "size=100M,3B", "--dry-run", "--compile",
                        "--plan-json", str(path), f"store.root={tmp_path / 'store'}"])
     out = capsys.readouterr()
     assert code == 0, out.err
-    (run,) = json.loads(path.read_text())
+    runs = {r["size"]: r for r in json.loads(path.read_text())}
+    # The planner's formula within 15% of XLA's figure, under fsdp and under fsdp_tp (every
+    # paper run: docs/launching.md).
+    for r in runs.values():
+        assert abs(r["planned_bytes_per_device"] / r["compiled_bytes_per_device"] - 1) < 0.15, r
+    assert runs["3B"]["mesh"] == {"data": 1, "fsdp": 32, "tensor": 4} and runs["3B"]["strategy"] == "fsdp_tp"
+    run = runs["100M"]
     assert run["family"] == "griffin" and run["size"] == "100M" and run["chips"] == 16
     assert run["mesh"] == {"data": 1, "fsdp": 16, "tensor": 1} and run["strategy"] == "fsdp"
     assert run["error"] is None and run["compile_seconds"] > 0

@@ -13,7 +13,7 @@ import math
 
 from griffin_core.config import ModelConfig
 from griffin_core.counting.flops import keys_per_query
-from griffin_core.counting.params import count_params
+from griffin_core.counting.params import count_params, residual_block_params
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
 FP32 = 4
@@ -148,17 +148,75 @@ def decode_cache_bytes(cfg: ModelConfig, length: int) -> int:
     return total
 
 
+# What XLA keeps in a rematerialised step (model.remat='full', the paper presets), beyond
+# the formula above: read from the paper rows' sharded steps compiled on simulated meshes and
+# from compiles that vary one thing (depth, vocabulary, microbatches) at a time (docs/launching.md).
+LOGIT_BYTES = 8
+"""Per token and vocabulary entry: the fp32 logits and their fp32 gradient (the compute-dtype
+copies fuse away)."""
+EMBEDDING_BYTES = 10
+"""Per vocabulary entry and width unit: the embedding table gathered from its FSDP shards in
+fp32, its compute-dtype copy, and its fp32 gradient before the reduce-scatter."""
+GATHERED_PARAM_BYTES = 6
+"""Per parameter of the remat unit being differentiated: gathered in fp32, and its compute-dtype copy."""
+SAVED_FP32_COPY = {False: 0.58, True: 1.0}
+"""The saved input of each block is kept in the compute dtype, and XLA:CPU converts the saved
+stack to fp32 for the backward pass: a fraction of a full fp32 copy when the scan body is one
+block (measured 4.33 bytes per width unit in bf16), all of it when the body holds several
+(Griffin's groups of three: 6)."""
+
+
+def _remat_unit(cfg: ModelConfig) -> tuple[str, ...]:
+    """The blocks differentiated together: the scan body (the block pattern) with the layer
+    scan, else the largest single block."""
+    if cfg.scan_layers:
+        return tuple(cfg.block_pattern)
+    return (max(set(cfg.block_types), key=lambda kind: residual_block_params(cfg, kind)),)
+
+
+def remat_step_bytes(cfg: ModelConfig, tokens: int, seq_len: int, tensor: int = 1) -> dict[str, float]:
+    """Activation bytes per device of a `remat='full'` training step over `tokens` tokens per
+    device (one microbatch), with the vocabulary, heads, MLP and recurrent widths split
+    `tensor` ways (fsdp_tp). Three parts:
+    - embedding: the gathered table, its copy and its gradient (`EMBEDDING_BYTES` V D / tensor);
+    - gathered_layer: the parameters of the remat unit being differentiated (`GATHERED_PARAM_BYTES`);
+    - activations: per token, every block's saved input (c + its fp32 copy, `SAVED_FP32_COPY`)
+      plus the larger of the logits with their gradient (`LOGIT_BYTES` V / tensor) and the
+      recomputed remat unit's activations (`activation_bytes_per_token` of its blocks: the
+      residual stream, norms and attention projections whole, the rest split by `tensor`):
+      XLA differentiates the loss before the layers, so the two peaks do not meet.
+    """
+    c = DTYPE_BYTES[cfg.dtype]
+    unit = _remat_unit(cfg)
+    saved = c + FP32 * SAVED_FP32_COPY[len(unit) > 1] if c < FP32 else c
+
+    def block(kind: str) -> float:
+        a = activation_bytes_per_token(cfg.replace(family="custom", depth=1, block_pattern=(kind,), remat="none"),
+                                       seq_len)
+        whole = a["residual_and_norms"] + a["attention_linear"]
+        return whole + (a["mlp"] + a["recurrent"] + a["attention_scores"] + a["ssm"]) / tensor
+
+    per_token = (saved * cfg.depth * cfg.width
+                 + max(LOGIT_BYTES * cfg.vocab_size / tensor, sum(block(kind) for kind in unit)))
+    return {"embedding": EMBEDDING_BYTES * cfg.vocab_size * cfg.width / tensor,
+            "gathered_layer": GATHERED_PARAM_BYTES * sum(residual_block_params(cfg, k) for k in unit) / tensor,
+            "activations": per_token * tokens}
+
+
 def memory_per_device(cfg: ModelConfig, batch: int, seq_len: int, sizes: dict[str, int] | None = None,
                       strategy: str = "dp", microbatches: int = 1) -> dict[str, float]:
     """Bytes per device of one training step, planned before anything compiles (the sweep
-    planner's `--compile` reads the compiled figure from XLA beside it).
+    planner's `--compile` reads the compiled figure from XLA beside it: within 15% of it for
+    every run of `scaling_paper`, docs/launching.md).
 
     `batch` is the global batch (sequences per step), `sizes` the mesh (data, fsdp, tensor).
     Parameters, gradients and optimiser state are divided by the devices the strategy shards
     them over (dp: none; fsdp: fsdp; fsdp_tp: fsdp x tensor), as if every array divided evenly;
-    activations by the batch's shards data x fsdp and by `microbatches` (their tensor-parallel
-    split is not counted, so this errs on the safe side). Fragmentation, the compiled code and
-    the data pipeline are not included: keep a margin (docs/counting.md).
+    activations are those of one microbatch of the device's rows (data x fsdp split the batch).
+    With remat 'full' they follow `remat_step_bytes` (tensor parallelism split what it splits);
+    otherwise `activation_bytes`, which does not count the tensor split (errs on the safe
+    side). Fragmentation, the compiled code and the data pipeline are not included: keep a
+    margin (docs/counting.md).
     """
     sizes = {"data": 1, "fsdp": 1, "tensor": 1, **(sizes or {})}
     if min(sizes.values()) < 1 or microbatches < 1:
@@ -167,6 +225,11 @@ def memory_per_device(cfg: ModelConfig, batch: int, seq_len: int, sizes: dict[st
     params = param_bytes(cfg) / shards
     grads = gradient_bytes(cfg) / shards
     opt = optimizer_bytes(cfg) / shards
-    acts = activation_bytes(cfg, math.ceil(batch / (sizes["data"] * sizes["fsdp"] * microbatches)), seq_len)
-    return {"params": params, "gradients": grads, "optimizer": opt, "activations": acts,
-            "total": params + grads + opt + acts}
+    rows = math.ceil(batch / (sizes["data"] * sizes["fsdp"] * microbatches))
+    if cfg.remat == "full":
+        tensor = sizes["tensor"] if strategy == "fsdp_tp" else 1
+        acts = remat_step_bytes(cfg, rows * seq_len, seq_len, tensor)
+    else:
+        acts = {"embedding": 0.0, "gathered_layer": 0.0, "activations": activation_bytes(cfg, rows, seq_len)}
+    out = {"params": params, "gradients": grads, "optimizer": opt, **acts}
+    return {**out, "total": sum(out.values())}

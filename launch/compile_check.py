@@ -79,6 +79,7 @@ def plan_records(plan: Plan) -> list[dict[str, Any]]:
             "planned_bytes_per_device": (run.tpu or {}).get("memory", {}).get("total"),
             "compiled_bytes_per_device": (c.get("compiled_bytes") or {}).get("total"),
             "compiled_breakdown": c.get("compiled_bytes"), "compile_seconds": c.get("compile_seconds"),
+            "replicated_state_bytes": c.get("replicated_state_bytes"),
             "hbm_bytes_per_chip": (run.tpu or {}).get("hbm"), "error": c.get("error")})
     return out
 

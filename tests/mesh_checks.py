@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments.compile_probe import abstract_batch  # noqa: E402
+from experiments.compile_probe import abstract_batch, replicated_state_bytes  # noqa: E402
 from experiments.programs import programs, restore_state  # noqa: E402
 from griffin_core.checkpoint import Checkpointer  # noqa: E402
 from griffin_core.config import ModelConfig  # noqa: E402
@@ -116,7 +116,7 @@ def meshes(folder: str) -> dict:
         out[name + "_devices"] = len(jax.tree_util.tree_leaves(restored.params)[0].sharding.device_set)
         _, out[name + "_resumed"] = _train(jitted, mesh, restored, batches[2:])
     out["fused"] = fused(batches)
-    out["odd_gates_rows_gathered"] = rows_gathered()
+    out["odd_gates"] = odd_gates()
     out["ssm"] = ssm()
     return out
 
@@ -126,13 +126,18 @@ ODD_GATES = ModelConfig(family="hawk", vocab_size=64, width=32, depth=2, num_hea
 """Gates of 3 blocks of 12: neither divides 8 devices, so FSDP leaves them replicated."""
 
 
-def rows_gathered() -> int:
-    """Matmuls in ODD_GATES's step under fsdp on 8 devices with a dimension of the whole
-    batch's rows (8 x 16 = 128): each device should work on its own 16."""
+def odd_gates() -> dict:
+    """ODD_GATES's step under fsdp on 8 devices: the matmuls with a dimension of the whole
+    batch's rows (8 x 16 = 128; each device should work on its own 16), and the train state's
+    bytes left whole on every device, beside those of its gates' weights and biases."""
     jitted, mesh = build(ODD_GATES, "fsdp", {}, 8)
     text = jitted.step.lower(jitted.abstract_state, abstract_batch(mesh, BATCH, LENGTH)).compile().as_text()
-    return len([line for line in text.splitlines()
-                if re.search(r"= \w+\[[\d,]*\b128\b[\d,]*\]\S* dot\(", line)])
+    gathered = [line for line in text.splitlines() if re.search(r"= \w+\[[\d,]*\b128\b[\d,]*\]\S* dot\(", line)]
+    n, k = ODD_GATES.num_gate_blocks, ODD_GATES.lru_width // ODD_GATES.num_gate_blocks
+    gates = ODD_GATES.depth * 2 * (n * k * k + n * k) * 4 * 3  # fp32 parameter and two Adam moments
+    state = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(jitted.abstract_state))
+    return {"rows_gathered": len(gathered), "replicated": replicated_state_bytes(jitted.abstract_state, "fsdp"),
+            "gate_bytes": gates, "state_bytes": state}
 
 
 def _gradients(cfg, strategy: str, sizes: dict, devices: int, batch: dict):

@@ -25,6 +25,7 @@ def test_a_paper_run_compiles_for_its_slice_and_is_written_to_plan_json(tmp_path
     assert run["family"] == "griffin" and run["size"] == "100M" and run["chips"] == 16
     assert run["mesh"] == {"data": 1, "fsdp": 16, "tensor": 1} and run["strategy"] == "fsdp"
     assert run["error"] is None and run["compile_seconds"] > 0
+    assert run["replicated_state_bytes"] == 0  # every array of Griffin 100M divides 16 devices
     compiled, planned, hbm = run["compiled_bytes_per_device"], run["planned_bytes_per_device"], run["hbm_bytes_per_chip"]
     assert 0 < compiled < hbm and 0 < planned < hbm
     parts = run["compiled_breakdown"]

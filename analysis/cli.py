@@ -12,11 +12,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.chinchilla import MIN_TPP_SPREAD
+from analysis.chinchilla import MIN_TPP_SPREAD, parse_grid
 from analysis.core import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, DEFAULT_SEED, FitError, fmt
 from analysis.fitting import FORMS, NEEDS, Columns, TableError, fit_form
 from run_store import one_line
-from run_store.cli import ArgumentParser, fraction, non_negative_int, positive_float
+from run_store.cli import (ArgumentParser, fraction, non_negative_int, output_file, output_folder, output_problem,
+                           positive_float)
 
 EXIT_USAGE = 2
 COLUMN_NAMES = {
@@ -54,6 +55,16 @@ def read_table(path: str) -> pd.DataFrame:
     raise TableError(f"{path}: unknown table format {ext!r} (use .csv, .tsv or .parquet)")
 
 
+def start_grid(text: str) -> str:
+    """An argparse type for --starts: a preset name or an axis spec, checked at parse time
+    (whether or not an Approach-3 fit then runs)."""
+    try:
+        parse_grid(text)
+    except FitError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _fit_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="griffin-fit",
@@ -70,7 +81,7 @@ def _fit_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{role}-col", default=None,
                        help=f"{what}; default: the table's column named {', '.join(COLUMN_NAMES[role])} (any case)")
     p.add_argument("--budget-col", default=None, help="IsoFLOP budget labels (default: group FLOPs within 5%%)")
-    p.add_argument("--starts", default="full",
+    p.add_argument("--starts", type=start_grid, default="full",
                    help="Approach-3 start grid: 'full' (the published 4500 starts), 'coarse' (243) or "
                         "'alpha=0:2:0.5,beta=0:2:0.5,e=-1:1:0.5,a=0:25:5,b=0:25:5'")
     p.add_argument("--bootstrap", type=non_negative_int, default=DEFAULT_BOOTSTRAP, metavar="N",
@@ -84,7 +95,7 @@ def _fit_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-extrapolation", action="store_true", help="skip the extrapolation check")
     p.add_argument("--min-tpp-spread", type=positive_float, default=MIN_TPP_SPREAD,
                    help=f"Approach 3 refuses data whose std of log(D/N) is below this (default {MIN_TPP_SPREAD})")
-    p.add_argument("--out", default=None, help="also write the fit table (CSV) here")
+    p.add_argument("--out", type=output_file, default=None, help="also write the fit table (CSV) here")
     return p
 
 
@@ -110,6 +121,7 @@ def fit_main(argv: Sequence[str] | None = None) -> int:
         from analysis.report import _unique
 
         table = pd.concat([f.table(args.level) for f in _unique(fits.values())], ignore_index=True)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         table.to_csv(args.out, index=False)
         print(f"wrote {args.out}")
     return 0
@@ -197,11 +209,11 @@ def _figures_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", metavar="RUNS_DIR",
                    help="run store root, <root>/sweeps/<name>.json, or wandb:ENTITY/PROJECT")
     p.add_argument("--sweep", default=None, help="sweep name within the store (or the W&B group)")
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", type=output_folder, default=None,
                    help="output folder (default <root>/figures[/<sweep>]; ./figures[/<sweep>] for W&B and buckets)")
     p.add_argument("--convention", default="exact", choices=CONVENTIONS, help="FLOP convention (default exact)")
     p.add_argument("--bootstrap", type=non_negative_int, default=DEFAULT_BOOTSTRAP, metavar="N", help="bootstrap resamples")
-    p.add_argument("--starts", default="full", help="Approach-3 start grid (see griffin-fit --help)")
+    p.add_argument("--starts", type=start_grid, default="full", help="Approach-3 start grid (see griffin-fit --help)")
     p.add_argument("--level", type=fraction, default=DEFAULT_LEVEL)
     p.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED)
     p.add_argument("--only", default=None, help="comma-separated figure names (default: all registered)")
@@ -236,6 +248,12 @@ def figures_main(argv: Sequence[str] | None = None) -> int:
         unknown = [n for n in only or [] if n not in F.FIGURES]
         if unknown:
             raise TableError(f"unknown figure(s) {unknown}; registered: {list(F.FIGURES)}")
+        if args.wandb and args.wandb_mode == "online":
+            from run_store.wandb_mode import has_api_key
+
+            if not has_api_key():  # before the work, not a login prompt after it
+                raise TableError("--wandb-mode online: no W&B API key (set WANDB_API_KEY or run `wandb login`; "
+                                 "auto logs offline without one)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)  # exclusions are printed one per line
             runs = load_runs(args.runs, args.sweep)
@@ -243,13 +261,16 @@ def figures_main(argv: Sequence[str] | None = None) -> int:
             os.path.join(runs.source[len("store:"):], "measurements"))
         if not len(runs.runs) and not measured:  # griffin-measure's results alone still make figures
             raise TableError(f"{args.runs}: no usable runs ({len(runs.excluded)} excluded)")
+        out = args.out or _default_out(args.runs, runs.sweep)
+        why = output_problem(out, folder=True)  # the default folder, before the fits (--out: at parsing)
+        if why:
+            raise TableError(f"output folder {out}: {why} (choose another with --out)")
         print(f"loaded {len(runs.runs)} runs from {runs.source}"
               f"{' (sweep ' + runs.sweep + ')' if runs.sweep else ''}; excluded {len(runs.excluded)}")
         report = analyse(runs, args.convention, n_boot=args.bootstrap, level=args.level, seed=args.seed,
                          grid=args.starts, convention_table=not args.no_conventions)
     except (TableError, FitError, StoreError, ConventionError) as e:
         return _error("griffin-figures", str(e))
-    out = args.out or _default_out(args.runs, runs.sweep)
     root = None if str(args.runs).startswith("wandb:") else runs.source[len("store:"):]
     inputs = F.FigureInputs(frame=report.frame, curves=runs.curves, positions=runs.positions, lengths=runs.lengths,
                             report=report, convention=args.convention, entropies=report.entropies, runs=runs.runs,

@@ -233,22 +233,47 @@ def _plain(value: Any) -> Any:
     return value
 
 
+WANDB_TIMEOUT_S = 20
+"""Seconds the W&B client waits for each request once the host has answered the probe."""
+
+
+def _wandb_api(path: str) -> Any:
+    """wandb.Api(), after the local checks that make a missing API key or a host that does not
+    answer one line at once (no login prompt, no retries): run_store.wandb_mode's rules."""
+    from run_store.wandb_mode import has_api_key, host_answers, wandb_base_url
+
+    if not has_api_key():
+        raise StoreError(f"wandb:{path}: no W&B API key (set WANDB_API_KEY or run `wandb login`); "
+                         f"loading runs from W&B needs one, whatever --wandb-mode says")
+    base = wandb_base_url()
+    if not host_answers(base):
+        where = " (WANDB_BASE_URL)" if os.environ.get("WANDB_BASE_URL") else ""
+        raise StoreError(f"wandb:{path}: the W&B host {base}{where} did not answer within 2 s")
+    import wandb  # imported only when W&B is asked for
+
+    try:
+        return wandb.Api(timeout=WANDB_TIMEOUT_S)
+    except Exception as err:  # UsageError (a bad key), CommError, HTTP errors: one line
+        raise StoreError(f"wandb:{path}: {type(err).__name__}: {one_line(err)}") from None
+
+
 def load_wandb(path: str, *, group: str | None = None, filters: Mapping[str, Any] | None = None,
                api: Any = None, curves: bool = True, echo: bool = True) -> Runs:
     """Load runs from the W&B public API: `path` is 'entity/project'; `group` (the sweep's
     name) and `filters` (a W&B filter dict) select runs. run.summary holds result.json's
     fields (the trainer puts them there on finishing); run.scan_history() gives the curves.
     `api` replaces wandb.Api() (tests pass a fake)."""
-    if api is None:
-        import wandb  # imported only when W&B is asked for
-
-        api = wandb.Api()
     query = dict(filters or {})
     if group:
         query["group"] = group
+    if api is None:
+        api = _wandb_api(path)
+    try:
+        runs = list(api.runs(path, filters=query or None))
+    except Exception as err:  # the W&B client's errors (UsageError, CommError, HTTP, not found): one line
+        raise StoreError(f"wandb:{path}: cannot list the runs ({type(err).__name__}: {one_line(err)})") from None
     keep = set(RESULT_FIELDS)
     rows, curve_frames, excluded = [], [], []
-    runs = list(api.runs(path, filters=query or None))
     for run in runs:
         run_id = str(getattr(run, "id", getattr(run, "name", "?")))
         summary = _plain(_summary_dict(run))
@@ -267,7 +292,11 @@ def load_wandb(path: str, *, group: str | None = None, filters: Mapping[str, Any
             continue
         if curves:
             hist = []
-            for row in run.scan_history():
+            try:
+                history = list(run.scan_history())
+            except Exception as err:  # the W&B client's errors: one line
+                raise StoreError(f"{where}: cannot read the history ({type(err).__name__}: {one_line(err)})") from None
+            for row in history:
                 step = row.get("_step", row.get("step"))
                 if step is None:
                     continue

@@ -246,7 +246,8 @@ class LauncherConf:
 @dataclasses.dataclass
 class StoreConf:
     root: str = "results"
-    """Run store root: a local folder or an fsspec URL (gs://..., s3://...; docs/launching.md)."""
+    """Run store root: a local folder (file:///abs is one too) or a bucket URL, gs://BUCKET/... or
+    s3://BUCKET/... (run_store.locations.store_root; docs/launching.md)."""
     metrics_flush_s: float = 5.0
     """On a bucket root: metrics rows are written at most this often (seconds), and at every
     evaluation, checkpoint and exit (a bucket rewrites the whole object on each write). Local

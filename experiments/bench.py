@@ -23,7 +23,8 @@ from typing import Any
 
 from experiments.benchmarks import MALLOC_MODES, configure_malloc, write_json_atomic
 from experiments.configuration import USER_ERRORS
-from run_store.cli import ArgumentParser, command, non_negative_int, positive_int
+from run_store import one_line
+from run_store.cli import EXIT_USAGE, ArgumentParser, command, non_negative_int, output_file, positive_int
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--repeats", type=positive_int, default=None,
                         help="timed rounds per measurement (default: the benchmark's own)")
     common.add_argument("--seed", type=non_negative_int, default=0, help="inputs and round order (default %(default)s)")
-    common.add_argument("--json", metavar="PATH", default=None, help="also write the results to PATH")
+    common.add_argument("--json", metavar="PATH", type=output_file, default=None,
+                        help="also write the results to PATH (checked before the benchmark runs)")
     common.add_argument("--malloc", choices=MALLOC_MODES, default="reuse",
                         help="'reuse': keep freed large buffers mapped, so that timings do not count "
                              "the page faults of fresh outputs; 'default': glibc as configured "
@@ -135,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse `argv`, run the subcommand (it prints its report) and return its results."""
-    args = build_parser().parse_args(argv)
+    return _run(build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     args.malloc_info = configure_malloc(args.malloc)  # before the subcommand starts JAX's threads
     result = {"command": args.command, "malloc": args.malloc_info, **SUBCOMMANDS[args.command].run(args)}
     if args.json:
@@ -145,7 +150,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def _main(argv: Sequence[str]) -> int:
-    run(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        _run(args)
+    except USER_ERRORS as err:  # named after the subcommand, as argparse names its errors
+        print(f"griffin-bench {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

@@ -31,11 +31,11 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> Any:
     import conf.schema
 
     with hydra_context():
-        parse_overrides(overrides)  # one override at a time, so an error can name it
+        parsed = parse_overrides(overrides)  # one override at a time, so an error can name it
         try:
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
         except (HydraException, OmegaConfBaseException) as err:
-            raise UsageError(_hydra_message(err)) from None
+            raise UsageError(_hydra_message(err, {o.key_or_group for o in parsed if _is_group(o)})) from None
         except (ValueError, TypeError) as err:  # Hydra's own checks of override values
             raise UsageError(f"cannot apply the overrides {list(overrides)}: {one_line(err)}") from None
     # `+key=value` adds keys even where the schema has none: a typo there must not pass silently.
@@ -91,7 +91,8 @@ def hydra_context():
 def parse_overrides(overrides: Sequence[str]) -> list:
     """Hydra's Override objects of `overrides` (inside `hydra_context`, so glob() can list a
     group's options). UsageError naming the override for one that does not parse, has no key,
-    or gives a config group a value that is not an option name."""
+    or gives a config group a value that is not an option name, or a list (Hydra would merge
+    the options' configs into one)."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -114,8 +115,29 @@ def parse_overrides(overrides: Sequence[str]) -> list:
                 options = [o for o in loader.get_group_options(group) if not o.endswith("_schema")]
                 raise UsageError(f"{group}={bad[0]!r}: {group} is a config group, so its value must be one of "
                                  f"its options: {', '.join(options)}")
+            lists = [v for v in values if isinstance(v, (list, tuple))]
+            if lists:
+                raise UsageError(_group_list_message(text, group, _flat(lists), loader))
         parsed.append(override)
     return parsed
+
+
+def _is_group(override: Any) -> bool:
+    from hydra.core.global_hydra import GlobalHydra
+
+    return GlobalHydra.instance().config_loader().repository.group_exists(override.key_or_group)
+
+
+def _group_list_message(text: str, group: str, items: list, loader: Any) -> str:
+    """The one line for a config group given a list (`family=[hawk,griffin]`)."""
+    options = [o for o in loader.get_group_options(group) if not o.endswith("_schema")]
+    hint = (f"write {group}={items[0]}" if len(items) == 1 else
+            f"to sweep over several: griffin-sweep {group}={','.join(map(str, items))}")
+    line = f"{text}: {group} is a config group, so its value is one of its options, not a list ({hint})"
+    unknown = [v for v in items if v not in options]
+    if unknown:
+        line += f"; {group}/{unknown[0]} is not an option either; available: {', '.join(options)}"
+    return line
 
 
 def _flat(values: Any) -> list:
@@ -135,9 +157,10 @@ def to_dict(cfg: Any) -> dict:
         raise UsageError(_hydra_message(err)) from None
 
 
-def _hydra_message(err: BaseException) -> str:
+def _hydra_message(err: BaseException, groups: set[str] = frozenset()) -> str:
     """Hydra/OmegaConf messages span several lines (hints, search paths); keep one line that
-    names the key and, for an unknown group option, the available ones."""
+    names the key and, for an unknown group option, the available ones. `groups`: the
+    overrides' keys that are config groups (they take one option, never a list)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     head = lines[0] if lines else type(err).__name__
     if "Available options in" in str(err):
@@ -152,7 +175,9 @@ def _hydra_message(err: BaseException) -> str:
     elif "requires --multirun" in head:
         head += " (sweep axes belong to griffin-sweep)"
     elif head.startswith("Ambiguous value for argument"):
-        head += " (sweep axes belong to griffin-sweep; a list needs key=[a,b])"
+        key = head.split("'", 2)[1].split("=", 1)[0].lstrip("+~") if head.count("'") >= 2 else ""
+        head += (f" (sweep axes belong to griffin-sweep; {key} is a config group: give one of its options)"
+                 if key in groups else " (sweep axes belong to griffin-sweep; a list needs key=[a,b])")
     cause = err.__cause__
     if cause is not None:
         cause_lines = [line.strip() for line in str(cause).splitlines() if line.strip()]

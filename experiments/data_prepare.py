@@ -4,7 +4,8 @@ with their manifest, in parallel on Ray, resumable shard by shard.
 The plan lists the inputs (nothing is read), splits them by file with the text source's rule
 (splits.heldout_keys), and groups each split's files, in key order, into shards of about
 `shard_bytes` of text (a Hugging Face dataset: `rows_per_shard` rows of its train and held-out
-splits). Each shard is one Ray task: it reads its files, tokenizes each (one file = one
+splits, the held-out one being rows of train held out by the same rule when the dataset has
+no validation split: hf_source.py). Each shard is one Ray task: it reads its files, tokenizes each (one file = one
 document), appends the separator after every document and writes `<split>-<i>.bin`
 atomically, then its record `.prepare/<name>.json` (what it was made from, and its manifest
 entry). A rerun skips every shard whose record matches the plan and whose file is as recorded;
@@ -28,7 +29,8 @@ import numpy as np
 
 from griffin_core.data import manifest as mf
 from griffin_core.data.errors import DataError
-from griffin_core.data.sources import HFDatasetSource, check_text, list_text_files
+from griffin_core.data.hf_source import HFDatasetSource
+from griffin_core.data.sources import check_text, list_text_files
 from griffin_core.data.splits import DEFAULT_HELDOUT_FRACTION, heldout_keys
 from griffin_core.data.tokenizer import (ByteTokenizer, HFTokenizersTokenizer, SentencePieceTokenizer, Tokenizer,
                                          encode_file_bytes, load_tokenizer)
@@ -50,6 +52,8 @@ class Settings:
     dtype: str
     hf: dict[str, Any] | None = None
     """HFDatasetSource's arguments for a Hugging Face dataset."""
+    session: str = ""
+    """Which `prepare` call the tasks belong to: a worker reuses a loaded dataset within one call only."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +123,7 @@ def plan_hf(settings: Settings, rows_per_shard: int) -> list[ShardJob]:
 
 
 _WORKER_TOKENIZERS: dict[str, Tokenizer] = {}
+_WORKER_DATASET: dict[str, HFDatasetSource] = {}
 
 
 def _tokenizer(settings: Settings) -> Tokenizer:
@@ -133,11 +138,21 @@ def _tokenizer(settings: Settings) -> Tokenizer:
     return _WORKER_TOKENIZERS[key]
 
 
+def _hf_source(settings: Settings) -> HFDatasetSource:
+    """The Hugging Face dataset in a worker, loaded (and its held-out rows chosen) once per
+    worker process and `prepare` call, not once per shard."""
+    key = settings.session + json.dumps(settings.hf, sort_keys=True)
+    if key not in _WORKER_DATASET:
+        _WORKER_DATASET.clear()
+        _WORKER_DATASET[key] = HFDatasetSource(**settings.hf)
+    return _WORKER_DATASET[key]
+
+
 def _documents(job: ShardJob, settings: Settings, tok: Tokenizer):
     """Token arrays [n] of the shard's documents, in order."""
     if job.inputs and job.inputs[0][0] == "hf":
         _, split, start, stop = job.inputs[0]
-        for text in HFDatasetSource(**settings.hf).texts(split, start, stop):
+        for text in _hf_source(settings).texts(split, start, stop):
             yield tok.encode(text)
         return
     for key, path, size, mtime_ns in job.inputs:
@@ -227,8 +242,11 @@ def prepare(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, setting
             progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[mf.TokenManifest, int]:
     """Prepare the shards still missing and write the manifest. Returns (manifest, shards skipped
     because an earlier run finished them). `progress(done, total)` after each shard."""
-    jobs = plan_hf(settings, rows_per_shard) if settings.hf else plan_files(inputs, heldout_fraction, shard_bytes)
     out = Path(out)
+    settings = dataclasses.replace(settings, session=os.urandom(8).hex())
+    if out.exists() and not out.is_dir():
+        raise DataError(f"prepare: output {out} is a file, not a folder")
+    jobs = plan_hf(settings, rows_per_shard) if settings.hf else plan_files(inputs, heldout_fraction, shard_bytes)
     (out / RECORDS).mkdir(parents=True, exist_ok=True)
     entries = {j.name: e for j in jobs if (e := finished(j, settings, out)) is not None}
     skipped = len(entries)

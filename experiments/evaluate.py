@@ -11,7 +11,9 @@ from typing import Any, Sequence
 
 from experiments.cli import _guard
 from experiments.configuration import UsageError
-from run_store import write_json
+from griffin_core.config import ConfigError
+from griffin_core.data.errors import DataError
+from run_store import CONFIG_FILE, StoreError, one_line, write_json
 from run_store.cli import ArgumentParser, positive_int
 
 
@@ -26,23 +28,37 @@ def load_run(run_dir: str):
     store = RunStore(locations.parent(locations.parent(folder)))
     try:
         config = store.read_config(run_id)
+    except StoreError:  # a corrupt config.yaml: one line naming it
+        raise
     except ValueError:  # not a run id: the folder's name has characters run ids never have
         config = None
     if config is None:
         raise UsageError(f"{run_dir}: not a run folder (no config.yaml)")
     if not store.has_checkpoints(run_id):
         raise UsageError(f"{run_dir}: no checkpoint to evaluate (the run has not saved one yet)")
-    return validate(with_current_defaults(config)), store, run_id
+    path = store.run_file(run_id, CONFIG_FILE)
+    try:
+        return validate(with_current_defaults(config, path)), store, run_id
+    except DataError:  # the data the run names: its own one line
+        raise
+    except (ConfigError, TypeError, KeyError, AttributeError) as err:  # parses, but is no run's config
+        raise StoreError(f"{path}: corrupt config file ({one_line(err)})") from None
 
 
-def with_current_defaults(config: dict) -> dict:
+def with_current_defaults(config: dict, path: str = CONFIG_FILE) -> dict:
     """A stored config merged over today's schema, so fields added since the run was made
-    take their defaults (the defaults reproduce the old behaviour)."""
+    take their defaults (the defaults reproduce the old behaviour). StoreError naming `path`
+    if it does not fit the schema."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from conf.schema import Config
 
-    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), config), resolve=True)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), config)
+        return OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise StoreError(f"{path}: corrupt config file ({one_line(str(err).splitlines()[0])})") from None
 
 
 def pulled(folder) -> str:
@@ -57,11 +73,12 @@ def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]
     import numpy as np
 
     from experiments.run_data import build_source
-    from griffin_core.checkpoint import Checkpointer, LegacyCheckpoint, abstract_like
+    from griffin_core.checkpoint import Checkpointer, LegacyCheckpoint, UnreadableCheckpoint, abstract_like
     from griffin_core.data import count_long_documents, long_documents
     from griffin_core.model import init_params
     from griffin_core.train_step import eval_step
     from run_store.checkpoints import CheckpointFolder
+    from run_store.locations import join
 
     spec, store, run_id = load_run(run_dir)
     with CheckpointFolder(store.ckpt_dir(run_id)) as folder, Checkpointer(pulled(folder), read_only=True) as ckpt:
@@ -70,13 +87,16 @@ def loss_by_position(run_dir: str, length: int, max_docs: int) -> dict[str, Any]
             raise UsageError(f"{run_dir}: no complete checkpoint to evaluate")
         # The parameters alone, in the layer layout they were saved in (the forward pass runs
         # either); the optimiser state is not read.
-        model = spec.model.replace(scan_layers=ckpt.stored_scanned(step))
-        abstract = jax.eval_shape(lambda: init_params(model, jax.random.PRNGKey(0)))
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         try:
-            params = ckpt.restore_params(step, abstract_like(abstract, jax.tree_util.tree_map(lambda _: device, abstract)))
+            model = spec.model.replace(scan_layers=ckpt.stored_scanned(step))
+            abstract = jax.eval_shape(lambda: init_params(model, jax.random.PRNGKey(0)))
+            device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+            on_device = abstract_like(abstract, jax.tree_util.tree_map(lambda _: device, abstract))
+            params = ckpt.restore_params(step, on_device)
         except LegacyCheckpoint as err:
             raise UsageError(f"{run_dir}: {err}") from None
+        except UnreadableCheckpoint as err:
+            raise StoreError(f"{join(store.ckpt_dir(run_id), str(step))}: corrupt checkpoint ({err.reason})") from None
     source = build_source(spec.data)
     available = count_long_documents(source, length)
     if not available:

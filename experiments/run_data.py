@@ -36,7 +36,11 @@ def fingerprint(data: Mapping[str, Any], batch_size: int = 1, seed: int = 0) -> 
     """Content fingerprint of the run's data (corpus manifest, files, or task definition)."""
     if data["source"] in _TASKS:
         return build_task(data, batch_size, seed).fingerprint()
-    return build_source(data).fingerprint()
+    source = build_source(data)
+    if data["source"] == "tokens":  # a run reads both splits: one missing fails here, not mid-run
+        for split in ("train", "heldout"):
+            source.num_tokens(split)  # from the manifest (or the files' sizes): DataError naming it
+    return source.fingerprint()
 
 
 def build_task(data: Mapping[str, Any], batch_size: int, seed: int):

@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import subprocess
+import time
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -24,6 +25,7 @@ from griffin_core.config import ConfigError
 from griffin_core.data.errors import DataError
 from run_store import RunResult, RunStore, StoreError, compute_run_id, is_url, make_result, one_line
 from run_store.checkpoints import CheckpointFolder, orbax_writes
+from run_store.locations import join
 from run_store.metrics_writer import MetricsWriter
 
 
@@ -70,15 +72,27 @@ def store_for(cfg: Mapping[str, Any]) -> RunStore:
                     lease_timeout_s=launcher["lease_timeout_s"])
 
 
+def look(ref: RunRef, store: RunStore) -> RunReport | None:
+    """Reading only: a report if this process should not train `ref` (it succeeded, or a live
+    owner holds it), else None. Every file a resume reads is parsed first: a corrupt one is
+    the user's to look at (StoreError naming it), and the store stays as it was."""
+    run_id = ref.run_id
+    if store.status(run_id).state == "SUCCESS":
+        return RunReport(run_id, "SKIPPED", result=store.read_result(run_id))
+    store.read_config(run_id)
+    store.read_metrics(run_id)
+    lease = store.lease_info(run_id)
+    if lease and time.time() - lease["heartbeat"] <= store.lease_timeout_s and not owner_is_dead(lease):
+        return RunReport(run_id, "BUSY", reason=f"run {run_id} is held by {lease}")
+    return None
+
+
 def claim(ref: RunRef, store: RunStore):
     """(lease, None) if this process should train `ref`, else (None, report of why not)."""
     run_id = ref.run_id
-    if store.status(run_id).state == "SUCCESS":
-        return None, RunReport(run_id, "SKIPPED", result=store.read_result(run_id))
-    # Every file a resume reads is parsed before anything is written: a corrupt one is the
-    # user's to look at (StoreError naming it), and the store stays as it was.
-    store.read_config(run_id)
-    store.read_metrics(run_id)
+    report = look(ref, store)
+    if report is not None:
+        return None, report
     store.init_run(run_id, ref.spec.config)
     lease = store.acquire(run_id)
     if lease is None and owner_is_dead(store.lease_info(run_id)):
@@ -109,25 +123,34 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
         raise StoreError(f"{store.root}: checkpoints on this bucket are staged on one host's disk "
                          "(run_store.checkpoints); a multi-host run needs store.root on gs:// or a shared folder")
     main = jax.process_index() == 0
-    lease, report = claim(ref, store) if main else (None, None)
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        go = bool(multihost_utils.broadcast_one_to_all(np.asarray(report is None)))
-        if not go:
-            return report or RunReport(run_id, "SKIPPED", reason="process 0 did not claim the run")
-    elif report is not None:
-        return report
+    report = look(ref, store) if main else None
+    if not _agree(report is None):
+        return report or RunReport(run_id, "SKIPPED", reason="process 0 did not claim the run")
+    # The data, programs and latest checkpoint are made ready before the run is claimed: a bad
+    # data file or an unreadable checkpoint leaves the store as it was (one line, exit 2).
+    folder = CheckpointFolder(store.ckpt_dir(run_id)) if main else None
+    try:
+        if folder is not None:
+            folder.pull()
+        ready = prepare_run(spec, folder.path if folder else store.ckpt_dir(run_id), store.ckpt_dir(run_id))
+        lease, report = claim(ref, store) if main else (None, None)
+    except BaseException:
+        if folder is not None:
+            folder.close()
+        raise
+    if not _agree(report is None):
+        if folder is not None:
+            folder.close()
+        return report or RunReport(run_id, "SKIPPED", reason="process 0 did not claim the run")
     if main:
         print(f"run {run_id}: claimed by {lease.owner}", flush=True)
     else:
         train(spec, store.ckpt_dir(run_id), lambda rows: None, progress=False,
-              process_index=jax.process_index(), process_count=jax.process_count())
+              process_index=jax.process_index(), process_count=jax.process_count(), prepared=ready)
         return RunReport(run_id, "SUCCESS", reason="worker process")
 
     wb = spec.config["logger"]["wandb"]
     logger = None
-    folder = CheckpointFolder(store.ckpt_dir(run_id))
     writer = MetricsWriter(lease, spec.config["store"]["metrics_flush_s"])
     due = flush_due(spec)
     try:
@@ -147,9 +170,8 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
             rows = writer.cut_back(step)
             return float(rows[-1].get("elapsed_s", 0.0)) if rows else 0.0
 
-        folder.pull()
         outcome = train(spec, folder.path, write_rows, start_rows=start_rows, progress=progress,
-                        process_index=jax.process_index(), process_count=jax.process_count())
+                        process_index=jax.process_index(), process_count=jax.process_count(), prepared=ready)
         writer.flush()
         folder.push()
         result = assemble_result(ref, outcome.status, outcome.figures, store)
@@ -176,6 +198,35 @@ def execute(ref: RunRef, store: RunStore, *, progress: bool = True, sweep: str |
     finally:
         folder.close()
         lease.release()
+
+
+def _agree(go: bool) -> bool:
+    """Process 0's `go`, on every process of a multi-process run (`go` itself in one process)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return go
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(go)))
+
+
+def prepare_run(spec: RunSpec, path: str, location: str):
+    """experiments.train.prepare of the run's checkpoints at `path`, with an unreadable
+    checkpoint as a StoreError naming its step's folder at `location` (the store's ckpt/, which
+    `path` may stage) and what to do about it."""
+    import jax
+
+    from experiments.train import prepare
+    from griffin_core.checkpoint import UnreadableCheckpoint
+
+    try:
+        return prepare(spec, path, jax.process_index(), jax.process_count())
+    except UnreadableCheckpoint as err:
+        step = join(location, str(err.step))
+        hint = (f"remove {step} to resume from the checkpoint before it (step {err.older[-1]})" if err.older
+                else f"remove {step} to train the run from its start")
+        raise StoreError(f"{step}: corrupt checkpoint ({err.reason}); {hint}") from None
 
 
 def flush_due(spec: RunSpec) -> Callable[[Mapping[str, Any]], bool]:

@@ -8,6 +8,7 @@ before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping
 
 from griffin_core import counting
@@ -68,9 +69,17 @@ class RunSpec:
 
 def _positive(section: Mapping[str, Any], key: str, prefix: str, allow_zero: bool = False) -> None:
     value = section[key]
+    _finite(section, key, prefix)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
     if not ok:
         raise ConfigError(f"{prefix}.{key}={value!r} must be {'non-negative' if allow_zero else 'positive'}")
+
+
+def _finite(section: Mapping[str, Any], key: str, prefix: str) -> None:
+    """ConfigError for an infinite number (nan fails the range checks that follow)."""
+    value = section[key]
+    if isinstance(value, float) and math.isinf(value):
+        raise ConfigError(f"{prefix}.{key}={value!r} must be finite")
 
 
 def vocab_size(data: Mapping[str, Any]) -> int:
@@ -111,6 +120,9 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         _positive(optim, key, "optim")
     if optim["lr"] is not None:
         _positive(optim, "lr", "optim")
+    _finite(optim, "lr_exponent", "optim")
+    if optim["lr_exponent"] != optim["lr_exponent"]:
+        raise ConfigError(f"optim.lr_exponent={optim['lr_exponent']!r} must be a number")
     for key in ("weight_decay", "warmup_fraction", "warmup_min_steps", "clip_norm"):
         _positive(optim, key, "optim", allow_zero=True)
     if not (optim["beta1"] < 1 and optim["beta2"] < 1):
@@ -144,6 +156,8 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
         lr_ref=optim["lr_ref"],
         width_ref=optim["width_ref"], lr_exponent=optim["lr_exponent"],
         warmup_fraction=optim["warmup_fraction"], warmup_min_steps=optim["warmup_min_steps"])
+    if not math.isfinite(schedule.lr):  # each factor finite, their product not
+        raise ConfigError(f"optim.lr_multiplier={optim['lr_multiplier']!r} gives the learning rate {schedule.lr!r}")
     check_settings(trainer["strategy"], trainer["mesh"], trainer["axis_rules"], model)
     if schedule.batch_size % trainer["microbatches"]:
         raise ConfigError(f"trainer.microbatches={trainer['microbatches']} must divide the batch size {schedule.batch_size}")

@@ -52,25 +52,56 @@ class DivergenceMonitor:
         return None
 
 
-def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None], *,
-          start_rows: Callable[[int], float] = lambda step: 0.0, progress: bool = True,
-          process_index: int = 0, process_count: int = 1) -> Outcome:
-    """Train `spec` (resuming from `ckpt_dir` if it holds a checkpoint).
+@dataclasses.dataclass
+class Prepared:
+    """A run made ready to train, without writing anything (see `prepare`)."""
 
-    write_rows: receives each step's metrics row (the run store's metrics.jsonl and W&B).
-    start_rows: called once with the step training starts from (cut metrics back on resume);
-      returns the training time already spent before that step (seconds).
-    """
+    data: RunData
+    mesh: Any
+    jitted: Programs
+    evaluate: "Evaluator"
+    start: int
+    """The latest checkpoint's step (0: none)."""
+    state: Any
+    """The train state restored from it (None without one); handed over once by `train`."""
+
+
+def prepare(spec: RunSpec, ckpt_dir: str, process_index: int = 0, process_count: int = 1) -> Prepared:
+    """The run's data, mesh and programs, and its latest checkpoint restored, reading only: a
+    bad data file (DataError) or an unreadable checkpoint (UnreadableCheckpoint) is found
+    before the run is claimed, with the store as it was."""
     model, sched, trainer = spec.model, spec.schedule, spec.trainer
     data = build_run_data(spec.data, sched.batch_size, spec.seed, process_index, process_count)
     layout = mesh_layout(spec, jax.device_count())
     mesh = make_mesh(layout)
     jitted = programs(model, OptimSpec(total_steps=sched.steps, **spec.optim), trainer["microbatches"], layout, mesh)
     evaluate = Evaluator(spec, data, mesh, jitted)
+    with Checkpointer(ckpt_dir, read_only=True) as checkpoints:
+        start = checkpoints.latest_step() or 0
+        state = restore_state(checkpoints, start, model, jitted) if start else None
+    return Prepared(data, mesh, jitted, evaluate, start, state)
+
+
+def train(spec: RunSpec, ckpt_dir: str, write_rows: Callable[[list[dict]], None], *,
+          start_rows: Callable[[int], float] = lambda step: 0.0, progress: bool = True,
+          process_index: int = 0, process_count: int = 1, prepared: Prepared | None = None) -> Outcome:
+    """Train `spec` (resuming from `ckpt_dir` if it holds a checkpoint).
+
+    write_rows: receives each step's metrics row (the run store's metrics.jsonl and W&B).
+    start_rows: called once with the step training starts from (cut metrics back on resume);
+      returns the training time already spent before that step (seconds).
+    prepared: `prepare`'s result for this run and folder (made here if not given); a newer
+      checkpoint saved since (by an earlier owner) is restored instead.
+    """
+    run = prepared or prepare(spec, ckpt_dir, process_index, process_count)
     with Checkpointer(ckpt_dir, async_save=jax.default_backend() != "cpu") as checkpoints:
         start = checkpoints.latest_step() or 0
-        state = restore_state(checkpoints, start, model, jitted) if start else jitted.init(jax.random.PRNGKey(spec.seed))
-        return _loop(spec, data, mesh, jitted, evaluate, checkpoints, state, start, write_rows,
+        if start and (start != run.start or run.state is None):
+            state = restore_state(checkpoints, start, spec.model, run.jitted)
+        else:
+            state = run.state if start else run.jitted.init(jax.random.PRNGKey(spec.seed))
+        run.state = None  # the loop donates the state: hold no other reference to it
+        return _loop(spec, run.data, run.mesh, run.jitted, run.evaluate, checkpoints, state, start, write_rows,
                      start_rows(start), progress)
 
 

@@ -29,6 +29,8 @@ from griffin_core.config import ConfigError, ModelConfig
 from griffin_core.sizes import SizeSpec, model_config
 
 STEPS_RULE_BATCH = 8  # sequences per step for a 'steps' budget with no batch size given
+MAX_STEPS = 2**31 - 1
+"""The most optimiser steps a run may take: the train state counts steps in int32."""
 BUDGET_RULES = ("row_tokens_per_param", "tokens_per_param", "paper_tokens", "tokens", "flops", "steps")
 
 
@@ -44,6 +46,8 @@ class BudgetSpec:
             raise ConfigError(f"trainer.budget.rule={self.rule!r} is unknown; known rules: {list(BUDGET_RULES)}")
         if self.rule != "paper_tokens" and not self.value > 0:
             raise ConfigError(f"trainer.budget.value={self.value!r} must be positive")
+        if self.rule != "paper_tokens" and not math.isfinite(self.value):
+            raise ConfigError(f"trainer.budget.value={self.value!r} must be finite")
         if self.flop_convention not in counting.CONVENTIONS:
             raise ConfigError(f"trainer.budget.flop_convention={self.flop_convention!r} is unknown; "
                               f"known conventions: {list(counting.CONVENTIONS)}")
@@ -107,17 +111,29 @@ def rule_lr(width: int, lr_ref: float, width_ref: int, exponent: float) -> float
     return lr_ref * (width_ref / width) ** exponent
 
 
+def check_steps(budget: BudgetSpec, steps: float) -> None:
+    """ConfigError naming trainer.budget.value when the budget buys more steps than a run can
+    count (MAX_STEPS), or a 'steps' budget less than one step."""
+    if not steps <= MAX_STEPS:  # also inf: tokens x parameters can overflow a float
+        raise ConfigError(f"trainer.budget.value={budget.value!r} ({budget.rule}) gives {steps:.3g} steps; "
+                          f"a run takes at most {MAX_STEPS:,} (2**31-1, its int32 step counter)")
+    if budget.rule == "steps" and steps < 1:
+        raise ConfigError(f"trainer.budget.value={budget.value!r} (steps) is less than one step")
+
+
 def make_schedule(budget: BudgetSpec, cfg: ModelConfig, row: SizeSpec, seq_len: int, *,
                   batch_size: int | None, min_steps: int, max_batch_tokens: int, lr: float | None,
                   lr_ref: float, width_ref: int, lr_exponent: float, warmup_fraction: float,
                   warmup_min_steps: int, lr_multiplier: float = 1.0) -> Schedule:
     if budget.rule == "steps":
         batch = batch_size or STEPS_RULE_BATCH
-        steps = int(budget.value)
+        exact = budget.value
     else:
         tokens = budget_tokens(budget, cfg, row, seq_len)
         batch = batch_size or rule_batch_size(tokens, seq_len, min_steps, max_batch_tokens)
-        steps = max(1, math.ceil(tokens / (batch * seq_len)))
+        exact = tokens / (batch * seq_len)
+    check_steps(budget, exact)
+    steps = int(exact) if budget.rule == "steps" else max(1, math.ceil(exact))
     peak = lr_multiplier * (lr if lr is not None else rule_lr(cfg.width, lr_ref, width_ref, lr_exponent))
     warmup = min(max(warmup_min_steps, round(warmup_fraction * steps)), max(steps // 2, 1))
     return Schedule(tokens=steps * batch * seq_len, batch_size=batch, seq_len=seq_len, steps=steps,

@@ -18,8 +18,13 @@ the run store (run_store.checkpoints).
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging
 import os
-from typing import Any
+import sys
+import traceback
+from typing import Any, Iterator
 
 import jax
 import orbax.checkpoint as ocp
@@ -50,20 +55,117 @@ def orbax_path(directory: str | os.PathLike) -> epath.Path:
     return path if path.is_absolute() else path.resolve()
 
 
+@contextlib.contextmanager
+def _without_read_only_notice() -> Iterator[None]:
+    """Orbax logs a warning for every read-only manager ("Given directory is read only"):
+    a resume and griffin-eval open one each, and their stderr is for errors."""
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Given directory is read only")
+
+    logger = logging.getLogger("absl")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 class LegacyCheckpoint(ValueError):
     """A checkpoint from before the params/optimizer split: only the whole state restores."""
+
+
+class UnreadableCheckpoint(ValueError):
+    """Orbax cannot read the checkpoint at `step` (truncated, missing or garbled files; or
+    arrays of another model). `reason` is the innermost error on one line; `older` the
+    checkpoint's earlier steps, still in the folder (unchecked)."""
+
+    def __init__(self, step: int, reason: str, older: list[int]):
+        super().__init__(f"the checkpoint at step {step} cannot be read ({reason})")
+        self.step, self.reason, self.older = step, reason, older
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The innermost exception of `err`'s chain (Orbax wraps TensorStore's error in its own),
+    skipping contexts their handlers suppressed (`raise ... from None`)."""
+    seen = {id(err)}
+    while (inner := err.__cause__ or (None if err.__suppress_context__ else err.__context__)) is not None \
+            and id(inner) not in seen:
+        seen.add(id(inner))
+        err = inner
+    return err
+
+
+@contextlib.contextmanager
+def _quiet_abandoned_reads() -> Iterator[None]:
+    """While Orbax reads, and for good once a read has failed: filter out what its abandoned
+    reads print. One failed read makes Orbax give up on the others mid-flight and close their
+    event loop, so each would print a traceback, before and after the command's one line
+    (TensorStore's callbacks into the closed loop; asyncio's "Task exception was never
+    retrieved"; coroutines closed at exit). Nothing else is filtered."""
+    previous = sys.unraisablehook
+
+    def unraisablehook(unraisable):
+        code = getattr(unraisable.object, "cr_code", None)
+        closed_loop = unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed"
+        if not (closed_loop or code and "orbax" in code.co_filename):
+            previous(unraisable)
+
+    sys.unraisablehook = unraisablehook
+    asyncio_log = logging.getLogger("asyncio")
+    added = _not_abandoned_read not in asyncio_log.filters  # else kept from an earlier failure
+    asyncio_log.addFilter(_not_abandoned_read)
+    failed = False
+    try:
+        yield
+    except Exception as err:
+        failed = True
+        _collect_abandoned(err)
+        raise
+    finally:
+        if not failed:  # otherwise kept: the abandoned reads finish later
+            sys.unraisablehook = previous
+            if added:
+                asyncio_log.removeFilter(_not_abandoned_read)
+
+
+def _collect_abandoned(err: BaseException) -> None:
+    """Free the abandoned reads now (the failed reads' frames hold the others)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if err.__traceback__ is not None:
+            traceback.clear_frames(err.__traceback__)
+        err = err.__cause__ or err.__context__
+    gc.collect()
+
+
+def _not_abandoned_read(record: logging.LogRecord) -> bool:
+    text = record.getMessage()
+    return not ("never retrieved" in text or "destroyed but it is pending" in text) or not (
+        "orbax" in text or "TensorStore" in text)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    while err is not None:
+        if isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 class Checkpointer:
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2, async_save: bool = False,
                  read_only: bool = False):
         path = orbax_path(directory)
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
+        # Read-only: the options Orbax would otherwise reset with a warning each (on stderr).
+        options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else max_to_keep, create=not read_only,
                                                cleanup_tmp_directories=not read_only, read_only=read_only,
+                                               save_interval_steps=0 if read_only else 1,
                                                enable_async_checkpointing=async_save)
         # Handlers named up front, so metadata (the stored layout) reads before any restore.
         handlers = {name: ocp.StandardCheckpointHandler() for name in (*ITEMS, LEGACY_ITEM)}
-        self._manager = ocp.CheckpointManager(path, options=options, item_handlers=handlers)
+        with _without_read_only_notice():
+            self._manager = ocp.CheckpointManager(path, options=options, item_handlers=handlers)
 
     def __enter__(self) -> "Checkpointer":
         return self
@@ -83,25 +185,47 @@ class Checkpointer:
     def wait(self) -> None:
         self._manager.wait_until_finished()
 
+    @contextlib.contextmanager
+    def _reading(self, step: int) -> Iterator[None]:
+        """Orbax's and TensorStore's errors while reading `step` as one UnreadableCheckpoint
+        (running out of memory is not the checkpoint's fault and passes as it is)."""
+        try:
+            with _quiet_abandoned_reads():
+                yield
+        except (LegacyCheckpoint, UnreadableCheckpoint):
+            raise
+        except Exception as err:  # noqa: BLE001 - Orbax raises bare Exception around TensorStore's
+            if _out_of_memory(err):
+                raise
+            cause = _root_cause(err)
+            reason = " ".join(str(cause).split()) or type(cause).__name__
+            older = [s for s in self._manager.all_steps() if s < step]
+            raise UnreadableCheckpoint(step, f"{type(cause).__name__}: {reason[:300]}", sorted(older)) from None
+
     def _items(self, step: int) -> set[str]:
-        return {k for k, v in self._manager.item_metadata(step).items() if v is not None}
+        with self._reading(step):
+            return {k for k, v in self._manager.item_metadata(step).items() if v is not None}
 
     def stored_scanned(self, step: int) -> bool:
         """Whether the checkpoint at `step` holds its layers in the scanned layout."""
-        meta = self._manager.item_metadata(step)
-        params = meta["params"] if meta.get("params") is not None else meta[LEGACY_ITEM]["params"]
-        return SCAN_NAME in params
+        with self._reading(step):
+            meta = self._manager.item_metadata(step)
+            params = meta["params"] if meta.get("params") is not None else meta[LEGACY_ITEM]["params"]
+            return SCAN_NAME in params
 
     def restore(self, step: int, abstract_state: Any) -> Any:
         """The TrainState at `step`, restored into `abstract_state`'s structure, dtypes and
         shardings (ShapeDtypeStructs; see `abstract_like`)."""
         if LEGACY_ITEM in self._items(step):
-            out = self._manager.restore(step, args=ocp.args.Composite(
-                **{LEGACY_ITEM: ocp.args.StandardRestore(abstract_state)}))
+            with self._reading(step):
+                out = self._manager.restore(step, args=ocp.args.Composite(
+                    **{LEGACY_ITEM: ocp.args.StandardRestore(abstract_state)}))
             return out[LEGACY_ITEM]
-        out = self._manager.restore(step, args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(abstract_state.params),
-            optimizer=ocp.args.StandardRestore({"step": abstract_state.step, "opt_state": abstract_state.opt_state})))
+        with self._reading(step):
+            out = self._manager.restore(step, args=ocp.args.Composite(
+                params=ocp.args.StandardRestore(abstract_state.params),
+                optimizer=ocp.args.StandardRestore({"step": abstract_state.step,
+                                                    "opt_state": abstract_state.opt_state})))
         return abstract_state.replace(step=out["optimizer"]["step"], params=out["params"],
                                       opt_state=out["optimizer"]["opt_state"])
 
@@ -110,7 +234,8 @@ class Checkpointer:
         if LEGACY_ITEM in self._items(step):
             raise LegacyCheckpoint(f"the checkpoint at step {step} predates the params/optimizer split: "
                                    "resume the run (griffin-train) to write a current one")
-        out = self._manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params)))
+        with self._reading(step):
+            out = self._manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params)))
         return out["params"]
 
     def close(self) -> None:
@@ -121,4 +246,4 @@ class Checkpointer:
             self._manager = None  # type: ignore[assignment]
 
 
-__all__ = ["Checkpointer", "ITEMS", "LegacyCheckpoint", "abstract_like"]
+__all__ = ["Checkpointer", "ITEMS", "LegacyCheckpoint", "UnreadableCheckpoint", "abstract_like"]

@@ -60,12 +60,14 @@ def _sweep(argv: Sequence[str]) -> int:
             raise UsageError(f"{len(bad)} run(s) do not fit: " + "; ".join(bad))
     if args.dry_run:
         return 0
-    manifest = plan.store.write_sweep(name, {"config": base, "grid": {"axes": grid.axes, "points": grid.points},
-                                             "runs": [r.ref.run_id for r in plan.runs]})
     from launch.scheduler import start_ray
 
+    # Ray first: an address nobody answers at, or a cluster without a node for one run, is refused
+    # before the store is written (the plan has read and checked the store's files already).
     started = start_ray(plan.launcher)
     try:
+        manifest = plan.store.write_sweep(name, {"config": base, "grid": {"axes": grid.axes, "points": grid.points},
+                                                 "runs": [r.ref.run_id for r in plan.runs]})
         outcomes = run_with_progress(plan, live=not args.no_live and out.is_terminal)
     finally:
         if started:

@@ -13,12 +13,14 @@ import json
 import statistics
 from typing import Any, Sequence
 
+from conf.launcher_fields import check_launcher
 from experiments.configuration import UsageError, compose, hydra_context, to_dict
 from experiments.runner import RunRef, resolve
 from griffin_core import counting
 from griffin_core.config import ConfigError
 from griffin_core.data.errors import DataError
 from griffin_core.parallelism import check_batch, check_model, resolve_mesh
+from launch.resources import check_machine
 from launch.tpu_types import parse_pod_type
 from run_store import RunStore, StoreError, one_line
 from run_store.locations import limits_path
@@ -90,8 +92,10 @@ def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[st
                 if extra:
                     overrides = [*extra, *overrides]  # after the preset's: the command line's keys win
                     cfg = to_dict(compose(list(overrides)))
+                check_launcher(cfg["launcher"])
                 ref = resolve(cfg, require_data)
                 check_mesh(ref.spec, devices_per_run(cfg["launcher"]))
+                check_machine(cfg["launcher"])
                 refs.append((ref, list(overrides), point))
             except (UsageError, ConfigError, DataError) as err:
                 where = (" ".join(f"{k}={v}" for k, v in point.items())
@@ -113,6 +117,8 @@ def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[st
         flops = spec.flops()["exact"]
         try:
             state = "NO DATA" if ref.data_error else store.status(ref.run_id).state
+            if state in ("SUCCESS", "DIVERGED"):
+                store.read_result(ref.run_id)  # the summary reads it: a corrupt one is refused now
         except StoreError as err:
             raise UsageError(str(err)) from None
         run_launcher = spec.config["launcher"]  # per run: size_overrides may choose its slice
@@ -125,6 +131,12 @@ def build_plan(name: str, axes: dict[str, list[str]], grid: Sequence[Sequence[st
         else:
             run.est_seconds = estimate_seconds(spec, rates, threads=max(1, int(run_launcher["cpus_per_run"])))
         runs.append(run)
+    try:
+        store.read_sweep(name)  # replaced by this sweep's plan, but a corrupt one is the user's to look at
+    except StoreError as err:
+        raise UsageError(f"{err}; delete it and this sweep writes a new one") from None
+    except ValueError as err:  # not a sweep name
+        raise UsageError(f"experiment.name: {err}") from None
     # Largest first, so a small run never finishes alone at the end.
     runs.sort(key=lambda r: -r.flops)
     return Plan(name, axes, runs, store, launcher, replaced)
@@ -170,11 +182,11 @@ def devices_per_run(launcher: dict[str, Any]) -> int:
     return int(launcher["gpus_per_run"]) or 1
 
 
-def check_mesh(spec, devices: int) -> None:
+def check_mesh(spec, devices: int):
     """What a run checks of its mesh before it compiles (experiments.programs.mesh_layout's
     calls, without JAX): the strategy and axis sizes for `devices` devices, tensor parallelism
-    against the model, the batch against the batch axes and microbatches. ConfigError naming
-    the key."""
+    against the model, the batch against the batch axes and microbatches. The resolved mesh
+    plan, or ConfigError naming the key."""
     trainer, launcher = spec.trainer, spec.config["launcher"]
     try:
         mesh = resolve_mesh(trainer["strategy"], trainer["mesh"], devices, trainer["axis_rules"])
@@ -185,6 +197,7 @@ def check_mesh(spec, devices: int) -> None:
         raise ConfigError(f"{err} (each run of this launcher has {has})") from None
     check_model(spec.model, mesh)
     check_batch(mesh, spec.schedule.batch_size, int(trainer["microbatches"]))
+    return mesh
 
 
 def resources(launcher: dict[str, Any]) -> dict[str, float]:
@@ -197,28 +210,28 @@ def resources(launcher: dict[str, Any]) -> dict[str, float]:
 
 
 def tpu_plan(spec, launcher: dict[str, Any]) -> dict[str, Any]:
-    """Chips, chip-hours at the stated MFU, the mesh, and memory per device by formula
-    (`fits`, and `unfit`: the one-line reason when it does not)."""
+    """Chips (over all `launcher.num_slices` slices), chip-hours at the stated MFU, the mesh,
+    and memory per device by formula (`fits`, and `unfit`: the one-line reason when it does
+    not)."""
     tpu = parse_pod_type(launcher["tpu_type"])
     trainer = spec.trainer
+    chips = devices_per_run(launcher)  # every slice's chips: a multi-slice run's mesh spans them all
     try:
-        mesh = resolve_mesh(trainer["strategy"], trainer["mesh"], tpu.chips, trainer["axis_rules"])
-        check_model(spec.model, mesh)
-        check_batch(mesh, spec.schedule.batch_size, int(trainer["microbatches"]))
+        mesh = check_mesh(spec, chips)
     except ConfigError as err:
         raise UsageError(f"run {spec.family} {spec.size} on {tpu.pod_type}: {err}") from None
     mem = counting.memory_per_device(spec.model, spec.schedule.batch_size, spec.schedule.seq_len, sizes=mesh.sizes,
                                      strategy=mesh.strategy, microbatches=int(trainer["microbatches"]))
     mfu = float(launcher["assumed_mfu"])
-    hours = spec.flops()["exact"] / (tpu.chips * tpu.spec.peak_flops_per_chip * mfu) / 3600
+    hours = spec.flops()["exact"] / (chips * tpu.spec.peak_flops_per_chip * mfu) / 3600
     fits = mem["total"] <= tpu.spec.hbm_bytes_per_chip
     unfit = (f"run {spec.family} {spec.size} does not fit on {tpu.pod_type}: "
              f"{mem['total'] / 2**30:.1f} GiB per device (params {mem['params'] / 2**30:.1f}, optimiser "
              f"{mem['optimizer'] / 2**30:.1f}, activations {mem['activations'] / 2**30:.1f}) > "
              f"{tpu.spec.hbm_bytes_per_chip / 2**30:.0f} GiB HBM; shard more (trainer.strategy, trainer.mesh), "
              f"raise trainer.microbatches or use a larger slice")
-    return {"fits": fits, "unfit": unfit, "pod_type": tpu.pod_type, "chips": tpu.chips, "hosts": tpu.hosts, "mfu": mfu,
-            "hours": hours, "chip_hours": hours * tpu.chips, "memory": mem, "hbm": tpu.spec.hbm_bytes_per_chip,
+    return {"fits": fits, "unfit": unfit, "pod_type": tpu.pod_type, "chips": chips, "hosts": tpu.hosts, "mfu": mfu,
+            "hours": hours, "chip_hours": hours * chips, "memory": mem, "hbm": tpu.spec.hbm_bytes_per_chip,
             "mesh": mesh.sizes, "strategy": mesh.strategy}
 
 

@@ -26,6 +26,8 @@ from typing import Any, Callable
 from launch.errors import budget, describe, retried
 from launch.eta import SweepEstimate
 from launch.plan import Plan, PlannedRun
+from launch.resources import available_cores, check_address, check_cluster, check_gpus
+from launch.resources import is_local as _is_local
 from launch.worker import compile_cache_env, malloc_env, run_point, xla_env
 from run_store import is_url
 from run_store.endpoints import endpoint_env
@@ -55,7 +57,9 @@ class _Task:
 
 def start_ray(launcher: dict[str, Any], num_cpus: int | None = None) -> bool:
     """Connect to `launcher.ray_address`, or start an embedded local Ray on 127.0.0.1 (no
-    dashboard). Returns True if this call started Ray (so the caller shuts it down)."""
+    dashboard). Returns True if this call started Ray (so the caller shuts it down). An
+    address nobody answers at, or a cluster no node of which can hold one run, is a
+    UsageError naming the key (launch.resources), with Ray shut down again."""
     import ray
 
     if ray.is_initialized():
@@ -63,8 +67,16 @@ def start_ray(launcher: dict[str, Any], num_cpus: int | None = None) -> bool:
     common = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports: nothing leaves the machine
     if launcher.get("ray_address"):
+        check_address(launcher["ray_address"])
         ray.init(address=launcher["ray_address"], **common, runtime_env=_shipped_code(launcher))
+        if "kind" in launcher:
+            try:
+                check_cluster(ray, launcher)
+            except BaseException:
+                ray.shutdown()
+                raise
     else:
+        check_gpus(launcher)
         # Loopback only: this makes Ray advertise 127.0.0.1 for every address it hands out.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=num_cpus or len(available_cores()), _node_ip_address="127.0.0.1", **common)
@@ -82,10 +94,6 @@ def _shipped_code(launcher: dict[str, Any]) -> dict | None:
     import launch
 
     return {"py_modules": [m for m in (griffin_core, experiments, launch, conf, analysis)]}
-
-
-def available_cores() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
 
 
 class Scheduler:
@@ -210,11 +218,6 @@ def reuses_workers(launcher: dict[str, Any]) -> bool:
     through launch/tpu.py.) Every run of a sweep has the same XLA thread count, set in the
     workers' environment, so a reused process is configured right for each of its runs."""
     return bool(launcher["reuse_workers"]) and not float(launcher["gpus_per_run"]) and launcher["kind"] != "tpu"
-
-
-def _is_local(address: str | None) -> bool:
-    """Runs share this machine's cores (embedded Ray, or a cluster on loopback): pin them."""
-    return not address or address.split(":")[0] in ("127.0.0.1", "localhost")
 
 
 def _default_cache(plan: Plan) -> str | None:

@@ -25,7 +25,7 @@ import tempfile
 from typing import Any
 
 from run_store.endpoints import storage_options
-from run_store.locations import is_url, protocol
+from run_store.locations import is_url, protocol, store_root
 
 
 class LocalBackend:
@@ -266,7 +266,9 @@ LOCAL = LocalBackend()
 
 
 def resolve(location: str | os.PathLike) -> tuple[Any, str]:
-    """(backend, backend-native path) for a local path or an fsspec URL."""
+    """(backend, backend-native path) for a local path or a URL the store supports (file://
+    as a local path; another scheme is a one-line StoreError: run_store.locations.store_root)."""
+    location = store_root(location, key=None)
     if not is_url(location):
         return LOCAL, os.fspath(location)
     import fsspec  # imported lazily: local stores never need it

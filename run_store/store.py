@@ -35,7 +35,7 @@ from run_store.ids import LABEL_RE, check_run_id
 from run_store.jsonfiles import dumps, plain, read_json_at, read_mapping_at
 from run_store.lease import Lease, read_lease
 from run_store.locations import (CKPT_DIR, CONFIG_FILE, LEASE_FILE, MEASUREMENTS_DIR, METRICS_FILE, RESULT_FILE,
-                                 RUNS_DIR, STATUS_FILE, SWEEPS_DIR, join)
+                                 RUNS_DIR, STATUS_FILE, SWEEPS_DIR, join, store_root)
 from run_store.probe import check_reachable
 from run_store.results import RunResult, parse_result
 from run_store.status import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_LEASE_TIMEOUT_S, Status, status_from_dict
@@ -47,7 +47,7 @@ class RunStore:
     def __init__(self, root: str | os.PathLike, *,
                  heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
                  lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S):
-        self.root = os.fspath(root)
+        self.root = store_root(root)  # checked, and file:// made a local path
         self.heartbeat_interval_s = float(heartbeat_interval_s)
         self.lease_timeout_s = float(lease_timeout_s)
         self._backend, self._root_path = resolve(self.root)

@@ -108,3 +108,14 @@ def test_devices_per_run():
     assert devices_per_run({"kind": "cluster", "gpus_per_run": 4}) == 4
     assert devices_per_run({"kind": "tpu", "tpu_type": "v4-32", "num_slices": 1, "gpus_per_run": 0}) == 16
     assert devices_per_run({"kind": "tpu", "tpu_type": "v4-16", "num_slices": 2, "gpus_per_run": 0}) == 16
+
+
+def test_a_multislice_run_is_planned_over_every_slices_chips(tmp_path):
+    """Two v4-32 slices: the mesh, the memory per device and the chip-hours cover 32 chips, as
+    the run's jax.distributed mesh will (launch/tpu.py)."""
+    one, two = (paper_plan(tmp_path, "family=griffin", "size=100M", f"launcher.num_slices={n}").runs[0].tpu
+                for n in (1, 2))
+    assert (one["chips"], two["chips"]) == (16, 32)
+    assert one["mesh"] == {"data": 1, "fsdp": 16, "tensor": 1} and two["mesh"] == {"data": 1, "fsdp": 32, "tensor": 1}
+    assert two["hours"] == pytest.approx(one["hours"] / 2) and two["chip_hours"] == pytest.approx(one["chip_hours"])
+    assert two["memory"]["params"] == pytest.approx(one["memory"]["params"] / 2)

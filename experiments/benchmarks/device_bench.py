@@ -36,7 +36,7 @@ from experiments.benchmarks import device_measure as measure
 from experiments.benchmarks.device_report import markdown, targets
 from griffin_core.config import ModelConfig
 from griffin_core.sizes import model_config
-from run_store.cli import positive_float, positive_int
+from run_store.cli import output_file, positive_float, positive_int
 
 FAMILIES = ("mqa", "hawk", "griffin")
 DTYPES = ("bfloat16", "float32")
@@ -320,7 +320,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes (width 64, lengths 128/256, CPU-ladder models): the whole path in "
                              "seconds on a CPU, for tests")
-    parser.add_argument("--markdown", metavar="PATH", default=None, help="also write the Markdown report to PATH")
+    parser.add_argument("--markdown", metavar="PATH", type=output_file, default=None,
+                        help="also write the Markdown report to PATH")
     parser.add_argument("--budget", type=positive_float, default=None,
                         help="seconds for the measurements; what does not fit is skipped and listed "
                              f"(default {FULL.budget_s:.0f}, quick {QUICK.budget_s:.0f})")

@@ -39,6 +39,7 @@ from experiments.benchmarks.train_measure import (
     LADDER_BATCH,
     LADDER_CALL_SECONDS,
     LADDER_LENGTH,
+    fixed_config,
     run_train_bench,
 )
 from experiments.benchmarks.train_report import render
@@ -105,8 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure (and, unless --quiet, print) the fixed shape, the ladder and the malloc comparison."""
-    progress = (lambda s: None) if args.quiet else (lambda s: print(f"[train] {s}", file=sys.stderr, flush=True))
     shape = {k: getattr(args, k) for k in DEFAULT_SHAPE}
+    for family in args.families:  # a shape no family can take (heads not dividing D): one line, before any output
+        fixed_config(family, shape)
+    progress = (lambda s: None) if args.quiet else (lambda s: print(f"[train] {s}", file=sys.stderr, flush=True))
     compile_cache = use_compile_cache(args.compile_cache)
     malloc = dict(getattr(args, "malloc_info", {"mode": "default", "applied": False}))
     result = run_train_bench(shape=shape, families=args.families, repeats=args.repeats or DEFAULT_REPEATS,

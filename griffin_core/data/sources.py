@@ -6,14 +6,13 @@ Packing documents into training rows is not a source's job (see packing.py).
 
 Sources: the embedded corpus (default), the user's text files or folders, pre-tokenized
 token files (token_files.py: nanoGPT `.bin` or shards with a manifest), and a Hugging Face
-dataset (only if `datasets` is installed). Text sources take any tokenizer (tokenizer.py).
+dataset (hf_source.py; only if `datasets` is installed). Text sources take any tokenizer (tokenizer.py).
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
-import importlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from griffin_core.data import corpus as corpus_mod
 from griffin_core.data.errors import DataError
+from griffin_core.data.hf_source import HFDatasetSource
 from griffin_core.data.source_base import TokenSource
 from griffin_core.data.splits import (DEFAULT_HELDOUT_FRACTION, check_split, fingerprint_entries,
                                       heldout_keys, split_rule)
@@ -196,65 +196,6 @@ class TextFilesSource(_FileDocumentsSource):
 
     def describe(self) -> str:
         return f"text source {', '.join(map(str, self.paths))}"
-
-
-class HFDatasetSource(TokenSource):
-    """A Hugging Face `datasets` dataset (only if the package is installed; nothing is bundled).
-
-    Each row's `text_field` is one document, tokenized with `tokenizer`. Loading may download,
-    which is the user's choice when they pick this source.
-    """
-
-    def __init__(self, path: str, name: str | None = None, text_field: str = "text",
-                 train_split: str = "train", heldout_split: str = "validation",
-                 tokenizer: Tokenizer | None = None, revision: str | None = None):
-        try:
-            self._datasets = importlib.import_module("datasets")
-        except ImportError:
-            raise DataError("Hugging Face source needs the `datasets` package, which is not "
-                            "installed (pip install datasets)") from None
-        self.args = dict(path=path, name=name, revision=revision)
-        self.text_field = text_field
-        self.splits = {"train": train_split, "heldout": heldout_split}
-        self.tokenizer = tokenizer or ByteTokenizer()
-        self.tokenizer_name = self.tokenizer.name
-        self.vocab_size = self.tokenizer.vocab_size
-        self._loaded: dict[str, object] = {}
-        self._docs: dict[str, list[np.ndarray]] = {}
-
-    def _dataset(self, split: str):
-        check_split(split)
-        if split not in self._loaded:
-            self._loaded[split] = self._datasets.load_dataset(split=self.splits[split], **self.args)
-        return self._loaded[split]
-
-    def _checked(self, split: str):
-        ds = self._dataset(split)
-        if self.text_field not in ds.column_names:
-            raise DataError(f"Hugging Face dataset {self.args['path']}: no column "
-                            f"{self.text_field!r} (columns: {ds.column_names})")
-        return ds
-
-    def documents(self, split: str) -> list[np.ndarray]:
-        if split not in self._docs:
-            docs = [self.tokenizer.encode(row[self.text_field]) for row in self._checked(split)]
-            self._docs[split] = [d for d in docs if len(d)]
-        return self._docs[split]
-
-    def num_rows(self, split: str) -> int:
-        """Rows of the split (documents, before empty ones are dropped)."""
-        return len(self._checked(split))
-
-    def texts(self, split: str, start: int, stop: int) -> list[str]:
-        """The text of rows [start, stop) of the split: data preparation shards by rows."""
-        ds = self._checked(split)
-        return list(ds.select(range(start, min(stop, len(ds))))[self.text_field])
-
-    def fingerprint(self) -> str:
-        # `datasets` fingerprints each split by content and processing history.
-        fps = [getattr(self._dataset(s), "_fingerprint", "") for s in ("train", "heldout")]
-        desc = f"hf\n{self.args}\n{self.splits}\n{self.text_field}\n{self.tokenizer_name}\n{fps}"
-        return hashlib.sha256(desc.encode()).hexdigest()
 
 
 SOURCES = {"corpus": CorpusSource, "text": TextFilesSource, "tokens": TokenFileSource,

@@ -11,6 +11,7 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
+from conf.launcher_fields import check_launcher
 from griffin_core import counting
 from griffin_core.budget import BudgetSpec, Schedule, make_schedule
 from griffin_core.config import FAMILY_FIELDS, NUMERICS_FIELDS, ConfigError, ModelConfig
@@ -107,6 +108,7 @@ def validate(cfg: Mapping[str, Any]) -> RunSpec:
     """Check every cross-field rule and resolve the run. cfg: the composed config as plain dict."""
     family, size, model_over = cfg["family"], cfg["size"], cfg["model"]
     data, optim, trainer = cfg["data"], cfg["optim"], cfg["trainer"]
+    check_launcher(cfg["launcher"])  # griffin-train reads its heartbeat and lease settings too
     if data["source"] not in TEXT_SOURCES + TASK_SOURCES:
         raise ConfigError(f"data.source={data['source']!r} is unknown; known sources: {list(TEXT_SOURCES + TASK_SOURCES)}")
     if data["source"] in ("text", "tokens") and not data.get("path"):

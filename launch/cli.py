@@ -7,6 +7,7 @@ from typing import Sequence
 
 from experiments.cli import _guard, overrides_parser
 from experiments.configuration import UsageError
+from run_store.cli import output_file
 
 
 def _sweep(argv: Sequence[str]) -> int:
@@ -17,7 +18,8 @@ def _sweep(argv: Sequence[str]) -> int:
          "--compile": "compile each run's sharded train step for a simulated mesh of its chips and reject runs "
                       "whose compiled memory per device does not fit (no run is trained by this step)"},
         "Hydra overrides; comma lists, range() and glob() are axes")
-    parser.add_argument("--plan-json", metavar="PATH", help="also write the plan as JSON (one object per run)")
+    parser.add_argument("--plan-json", metavar="PATH", type=output_file,
+                        help="also write the plan as JSON (one object per run)")
     args = parser.parse_intermixed_args(argv)
 
     from launch.display import console, plan_table, summary_table
@@ -41,7 +43,7 @@ def _sweep(argv: Sequence[str]) -> int:
                   f"(experiment.size_overrides)", markup=False)
     missing = {r.ref.data_error for r in plan.runs if r.ref.data_error}
     for reason in missing:
-        out.print(f"[yellow]data not on this machine ({reason}): planned without its fingerprint[/yellow]")
+        out.print(f"[yellow]data not usable here ({reason}): planned without its fingerprint[/yellow]")
     total = sum(r.est_seconds or 0 for r in plan.todo())
     if plan.launcher["kind"] == "tpu":
         chip_hours = sum(r.tpu["chip_hours"] for r in plan.todo())

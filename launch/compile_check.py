@@ -85,6 +85,7 @@ def plan_records(plan: Plan) -> list[dict[str, Any]]:
 
 
 def write_plan_json(plan: Plan, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(plan_records(plan), f, indent=1)
         f.write("\n")

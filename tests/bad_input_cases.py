@@ -62,6 +62,7 @@ CASES: dict[str, Case] = {
     "negative evaluation cadence": Case(TRAIN, ["trainer.eval_every=-1"], r"trainer\.eval_every=-1 must be non-negative"),
     "unknown W&B mode": Case(TRAIN, ["logger.wandb.mode=cloud"], r"logger\.wandb\.mode='cloud' is unknown"),
     "unknown malloc setting": Case(TRAIN, ["launcher.malloc=fast"], r"launcher\.malloc='fast' is unknown"),
+    "zero heartbeat given to a run": Case(TRAIN, ["launcher.heartbeat_s=0"], r"launcher\.heartbeat_s=0"),
     "unknown data source": Case(TRAIN, ["data.source=web"], r"data\.source='web' is unknown"),
     "bad flag": Case(TRAIN, ["--fast"], r"griffin-train: error: unrecognized arguments: --fast"),
     "bad --cfg": Case(TRAIN, ["--cfg", "all"], r"argument --cfg: invalid choice: 'all'"),
@@ -139,6 +140,9 @@ CASES: dict[str, Case] = {
                                                        env=NO_CREDENTIALS),
     # --- griffin-sweep
     "unknown experiment": Case("griffin-sweep", ["experiment=nope"], r"experiment/nope.*available:.*scaling_cpu"),
+    "plan JSON where a folder is": Case("griffin-sweep", ["experiment=smoke_cpu", "--dry-run", "--plan-json", "{dir}",
+                                                          "store.root={dir}/store"],
+                                        r"argument --plan-json: DIR: is a folder, not a file"),
     "bad grid point": Case("griffin-sweep", ["experiment=smoke_cpu", "size.num_heads=2,5", "--dry-run"],
                            r"grid point .*size\.num_heads=5.*divide width"),
     "unknown value on an axis": Case("griffin-sweep", ["experiment=smoke_cpu", "family=hawk,nope", "--dry-run"],

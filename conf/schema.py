@@ -92,7 +92,8 @@ class DataConf:
     a SentencePiece model (.model) or Hugging Face tokenizers file (.json); its sha256 enters
     the data fingerprint. Token files name theirs in their manifest."""
     hf_dataset: Optional[str] = None
-    """Hugging Face dataset name for 'hf' (needs the `datasets` package and network)."""
+    """Hugging Face dataset for 'hf': a local dataset folder (read offline), or `hf://NAME` for
+    one on the Hub (the only form that uses the network; needs the `datasets` package)."""
     hf_split: str = "train"
     """Split of the Hugging Face dataset."""
     hf_text_field: str = "text"

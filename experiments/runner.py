@@ -25,6 +25,7 @@ from griffin_core.config import ConfigError
 from griffin_core.data.errors import DataError
 from run_store import RunResult, RunStore, StoreError, compute_run_id, is_url, make_result, one_line
 from run_store.checkpoints import CheckpointFolder, orbax_writes
+from run_store.errors import CorruptStoreFile
 from run_store.locations import join
 from run_store.metrics_writer import MetricsWriter
 
@@ -226,7 +227,7 @@ def prepare_run(spec: RunSpec, path: str, location: str):
         step = join(location, str(err.step))
         hint = (f"remove {step} to resume from the checkpoint before it (step {err.older[-1]})" if err.older
                 else f"remove {step} to train the run from its start")
-        raise StoreError(f"{step}: corrupt checkpoint ({err.reason}); {hint}") from None
+        raise CorruptStoreFile(f"{step}: corrupt checkpoint ({err.reason}); {hint}") from None
 
 
 def flush_due(spec: RunSpec) -> Callable[[Mapping[str, Any]], bool]:

@@ -140,9 +140,14 @@ def _collect_abandoned(err: BaseException) -> None:
 
 
 def _not_abandoned_read(record: logging.LogRecord) -> bool:
+    """False for asyncio's report of an abandoned Orbax / TensorStore read: a Task's names
+    Orbax's coroutine, a bare Future's only TensorStore's error (an OCDBT database)."""
     text = record.getMessage()
-    return not ("never retrieved" in text or "destroyed but it is pending" in text) or not (
-        "orbax" in text or "TensorStore" in text)
+    if record.exc_info and record.exc_info[1] is not None:
+        text += f" {record.exc_info[1]!r}"
+    lowered = text.lower()
+    return not ("never retrieved" in lowered or "destroyed but it is pending" in lowered) or not any(
+        name in lowered for name in ("orbax", "tensorstore", "ocdbt"))
 
 
 def _out_of_memory(err: BaseException) -> bool:

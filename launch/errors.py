@@ -12,8 +12,9 @@ CPU scheduler (launch/scheduler.py) and the TPU slice runner (launch/tpu.py).
 - `UNSCHEDULABLE` (failure budget): no node can ever take the task
   (`TaskUnschedulableError`, `ActorUnschedulableError`).
 - `CONFIG_ERROR` (failure budget, never retried): the run raised `ConfigError` (e.g. a mesh
-  its devices cannot hold), or a launcher that runs one run as several tasks raised
-  `RunConfigError`: the same config fails the same way on every try. The plan checks what it
+  its devices cannot hold) or `CorruptStoreFile` (its latest checkpoint does not read), or a
+  launcher that runs one run as several tasks raised `RunConfigError`: the same config and
+  files fail the same way on every try. The plan checks what it
   can before anything starts (launch/plan.py); this catches what only the worker can see.
 - `RUN_ERROR` (failure budget): every exception the run raises itself, and any other error.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from griffin_core.config import ConfigError  # plain Python, no JAX
 from run_store import one_line
+from run_store.errors import CorruptStoreFile
 
 LOST = "lost"
 OUT_OF_MEMORY = "out_of_memory"
@@ -78,7 +80,7 @@ def classify(err: BaseException) -> str:
     err = own_error(err)
     if isinstance(err, rx.RayTaskError):  # a cause Ray could not keep: the run's own error
         return RUN_ERROR
-    if isinstance(err, (ConfigError, RunConfigError)):
+    if isinstance(err, (ConfigError, RunConfigError, CorruptStoreFile)):
         return CONFIG_ERROR
     if isinstance(err, (rx.OutOfMemoryError, MemoryError)):
         return OUT_OF_MEMORY

@@ -7,6 +7,11 @@ class StoreError(ValueError):
     """A store file is corrupt or invalid. The message is one line naming the file."""
 
 
+class CorruptStoreFile(StoreError):
+    """A stored file a run needs reads wrong the same way on every try (a corrupt checkpoint):
+    the scheduler does not retry the run (launch.errors)."""
+
+
 class LeaseLostError(RuntimeError):
     """The lease this process held is no longer ours (taken over or released)."""
 

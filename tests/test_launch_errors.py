@@ -11,6 +11,7 @@ import pytest
 from ray import exceptions as rx
 
 from griffin_core.config import ConfigError
+from run_store.errors import CorruptStoreFile, StoreError
 from launch.errors import (CONFIG_ERROR, LOST, OUT_OF_MEMORY, RUN_ERROR, UNSCHEDULABLE, RunLost, budget, classify,
                            describe, retried)
 from launch.tpu import SliceConfigError, SliceHostLost, SliceRunFailed, slice_error
@@ -61,6 +62,8 @@ FAILURE_ERRORS = {
     "the run's config error": (task_error(ConfigError("trainer.mesh: data x fsdp x tensor = 4 is not the device count 1")),
                                CONFIG_ERROR),
     "a slice's config error": (task_error(SliceConfigError("process 0 raised ConfigError: trainer.mesh")), CONFIG_ERROR),
+    "a corrupt checkpoint": (task_error(CorruptStoreFile("runs/x/ckpt/4: corrupt checkpoint")), CONFIG_ERROR),
+    "another store error": (task_error(StoreError("s3://b/runs/x/status.json: cannot read")), RUN_ERROR),
 }
 
 

@@ -48,10 +48,12 @@ bench: install
 # The Pallas kernel and model-equality tests on the device, then `griffin-bench device` (about 10
 # min; docs/benchmarks.md). JAX_PLATFORMS names the device: the tests' conftest.py would
 # otherwise pin JAX to the CPU, and a missing device fails here instead of measuring the CPU.
-DEVICE_TESTS := tests/test_scan.py tests/test_scan_export.py tests/test_rglru_fused.py
+# One test process (-n 0): a TPU's chips belong to one process, and on a GPU each process would
+# otherwise preallocate most of its memory.
+DEVICE_TESTS := tests/test_scan.py tests/test_scan_export.py tests/test_rglru_fused.py tests/test_kernels_gpu_interpret.py
 define device_check
 	.venv-$(1)/bin/uv pip install --quiet --compile-bytecode --python .venv-$(1)/bin/python --no-deps --reinstall-package griffin-scaling .
-	JAX_PLATFORMS=$(2) .venv-$(1)/bin/pytest -p no:cacheprovider $(DEVICE_TESTS)
+	JAX_PLATFORMS=$(2) XLA_PYTHON_CLIENT_PREALLOCATE=false .venv-$(1)/bin/pytest -p no:cacheprovider -n 0 $(DEVICE_TESTS)
 	JAX_PLATFORMS=$(2) .venv-$(1)/bin/griffin-bench device --json device.json --markdown device.md
 endef
 

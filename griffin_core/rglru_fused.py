@@ -186,14 +186,14 @@ def _gpu_specs(t: int, block_d: int):
     return slab, keep, vector, state
 
 
-def _gpu_call(kernel, inputs, outputs, specs, out_specs, block_d, name, **params):
+def _gpu_call(kernel, inputs, outputs, specs, out_specs, block_d, name, interpret=False, **params):
     from jax.experimental.pallas import triton as pltr
 
     t, b, d = inputs[0].shape
     return pl.pallas_call(
         functools.partial(kernel, length=t, **params), out_shape=outputs, grid=(b, d // block_d),
         in_specs=specs, out_specs=out_specs,
-        compiler_params=pltr.CompilerParams(num_warps=4, num_stages=1), name=name,
+        compiler_params=pltr.CompilerParams(num_warps=4, num_stages=1), interpret=interpret, name=name,
     )(*inputs)
 
 
@@ -209,14 +209,14 @@ def _padded(platform, lin_a, lin_x, x, keep, log_decay, *states):
     return block, slabs, keep, vectors
 
 
-def _forward(platform: str, lin_a, lin_x, x, keep, log_decay, h0):
+def _forward(platform: str, lin_a, lin_x, x, keep, log_decay, h0, gpu_interpret: bool = False):
     t, b, d = x.shape
     block, (la, lx, xs), keep, (dec, h0) = _padded(platform, lin_a, lin_x, x, keep, log_decay, h0)
     out = jax.ShapeDtypeStruct(xs.shape, F32)
     if platform == "cuda":
         slab, keep_spec, vector, state = _gpu_specs(xs.shape[0], block)
         h = _gpu_call(_gpu_forward, (la, lx, xs, keep, dec, h0), out, [slab, slab, slab, keep_spec, vector, state],
-                      slab, block, "rglru_fused_forward_gpu")
+                      slab, block, "rglru_fused_forward_gpu", gpu_interpret)
     else:
         slab, keep_spec, vector, state, _ = _tpu_specs(b, xs.shape[0] // TPU_CHUNK, reverse=False)
         h = _tpu_call(_tpu_forward, (la, lx, xs, keep, dec, h0), out, [slab, slab, slab, keep_spec, vector, state],
@@ -224,7 +224,8 @@ def _forward(platform: str, lin_a, lin_x, x, keep, log_decay, h0):
     return [h[:t, :, :d]]
 
 
-def _backward(platform: str, lin_a, lin_x, x, keep, log_decay, h, h0, g, *, floor):
+def _backward(platform: str, lin_a, lin_x, x, keep, log_decay, h, h0, g, *, floor, gpu_interpret: bool = False):
+    """`gpu_interpret` (tests on CPU): the CUDA kernels in Pallas interpret mode."""
     t, b, d = x.shape
     block, (la, lx, xs), keep, (dec, h0) = _padded(platform, lin_a, lin_x, x, keep, log_decay, h0)
     h, g = (pad_to(pad_to(v, 0, 1 if platform == "cuda" else TPU_CHUNK), 2, block) for v in (h, g))
@@ -234,7 +235,7 @@ def _backward(platform: str, lin_a, lin_x, x, keep, log_decay, h, h0, g, *, floo
         slab, keep_spec, vector, state = _gpu_specs(xs.shape[0], block)
         grads = _gpu_call(_gpu_backward, (la, lx, xs, keep, dec, h, h0, g), outs,
                           [slab, slab, slab, keep_spec, vector, slab, state, slab], (slab, slab, slab, state, state),
-                          block, "rglru_fused_backward_gpu", floor=floor)
+                          block, "rglru_fused_backward_gpu", gpu_interpret, floor=floor)
     else:
         slab, keep_spec, vector, state, before = _tpu_specs(b, xs.shape[0] // TPU_CHUNK, reverse=True)
         grads = _tpu_call(_tpu_backward, (la, lx, xs, keep, dec, h, h, h0, g), outs,

@@ -87,7 +87,9 @@ def _call_tpu(a, x, h0, reverse: bool, interpret: bool):
     return h, last
 
 
-def _call_gpu(a, x, h0, reverse: bool):
+def _call_gpu(a, x, h0, reverse: bool, interpret: bool = False):
+    """The Triton kernel (`interpret`: the same kernel in Pallas interpret mode, which tests
+    run on CPU)."""
     from jax.experimental.pallas import triton as pltr
 
     t, b, d = a.shape
@@ -101,7 +103,7 @@ def _call_gpu(a, x, h0, reverse: bool):
         functools.partial(_gpu_kernel, length=t, reverse=reverse),
         out_shape=(jax.ShapeDtypeStruct((t, b, dp), jnp.float32), jax.ShapeDtypeStruct((b, dp), jnp.float32)),
         grid=(b, dp // block_d), in_specs=[slab, slab, state], out_specs=(slab, state),
-        compiler_params=pltr.CompilerParams(num_warps=4, num_stages=1), name="rglru_scan_gpu",
+        compiler_params=pltr.CompilerParams(num_warps=4, num_stages=1), interpret=interpret, name="rglru_scan_gpu",
     )(a, x, h0)
 
 

@@ -25,6 +25,10 @@ def pytest_configure(config):
     jax.config.update("jax_compilation_cache_dir", str(_CACHE))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if os.environ["JAX_PLATFORMS"] != "cpu":
+        # `make device-check` on a TPU or GPU: fp32 matmuls in full precision (TPUs default to
+        # bf16 passes, Ampere GPUs to TF32), so the equality tolerances mean what they do on CPU.
+        jax.config.update("jax_default_matmul_precision", "highest")
 
 
 SLOW_FIRST = (

@@ -210,7 +210,8 @@ def test_make_device_check_installs_the_extra_then_tests_and_measures(target, ex
     lines = done.stdout.splitlines()
     venv = f".venv-{extra}"
     order = [f"-m venv {venv}", f"-r requirements.lock \".[{extra}]\"",
-             f"JAX_PLATFORMS={platform} {venv}/bin/pytest -p no:cacheprovider tests/test_scan.py tests/test_scan_export.py tests/test_rglru_fused.py",
+             f"JAX_PLATFORMS={platform} XLA_PYTHON_CLIENT_PREALLOCATE=false {venv}/bin/pytest -p no:cacheprovider -n 0 "
+             "tests/test_scan.py tests/test_scan_export.py tests/test_rglru_fused.py tests/test_kernels_gpu_interpret.py",
              f"JAX_PLATFORMS={platform} {venv}/bin/griffin-bench device --json device.json --markdown device.md"]
     found = [next(i for i, line in enumerate(lines) if part in line) for part in order]
     assert found == sorted(found)

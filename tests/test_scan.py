@@ -119,7 +119,7 @@ def test_model_logits_and_gradients_equal_across_scan_impls(family):
         return logits, jax.grad(lambda p: mean_loss(cfg, p, batch))(params)
 
     ref_logits, ref_grads = jax.jit(lambda: run("sequential"))()
-    for impl in ("chunked", "pallas", "pallas_fused", "auto"):
+    for impl in ("associative", "chunked", "pallas", "pallas_fused", "auto"):
         logits, grads = jax.jit(lambda impl=impl: run(impl))()
         np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-6, err_msg=impl)
         for (path, g), r in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree_util.tree_leaves(ref_grads)):

@@ -27,8 +27,12 @@ MOSAIC = "tpu_custom_call"
 CHECKS = [export.DisabledSafetyCheck.custom_call(TRITON)]
 
 
-def _targets(exported) -> set[str]:
-    return _targets_of(exported.mlir_module())
+def _calls(exported, target: str) -> int:
+    """How many times the program calls `target` (each kernel call is one custom call)."""
+    return exported.mlir_module().count(f"custom_call @{target}")
+
+
+RGLRU_LAYERS = CFG.block_types.count("recurrent")
 
 
 def _batch():
@@ -44,10 +48,11 @@ def test_train_step_exports_each_platforms_kernel():
     step = jax.jit(functools.partial(train_step, CFG, optimizer, learning_rate_schedule(optim)))
     state = init_state(init_params(CFG, jax.random.PRNGKey(0)), optimizer)
     batch = _batch()
-    assert MOSAIC in _targets(export.export(step, platforms=["tpu"], disabled_checks=CHECKS)(state, batch))
-    assert TRITON in _targets(export.export(step, platforms=["cuda"], disabled_checks=CHECKS)(state, batch))
+    # Every RG-LRU layer's forward and backward scan is the kernel: no fallback either way.
+    assert _calls(export.export(step, platforms=["tpu"], disabled_checks=CHECKS)(state, batch), MOSAIC) == 2 * RGLRU_LAYERS
+    assert _calls(export.export(step, platforms=["cuda"], disabled_checks=CHECKS)(state, batch), TRITON) == 2 * RGLRU_LAYERS
     both = export.export(step, platforms=["cpu", "tpu", "cuda"], disabled_checks=CHECKS)(state, batch)
-    assert {MOSAIC, TRITON} <= _targets(both)
+    assert _calls(both, MOSAIC) == _calls(both, TRITON) == 2 * RGLRU_LAYERS
     # The CPU branch of the same exported program: the measured-best scan, bitwise the jitted step.
     (_, metrics), (_, expected) = both.call(state, batch), step(state, batch)
     np.testing.assert_array_equal(metrics["loss"], expected["loss"])
@@ -60,7 +65,7 @@ def test_decode_program_exports_each_platforms_kernel():
     decode = jax.jit(lambda p, t, n, k: generate(CFG, p, t, n, k, num_steps=4))
     exported = export.export(decode, platforms=["cpu", "tpu", "cuda"], disabled_checks=CHECKS)(
         params, prompts, lengths, jax.random.PRNGKey(1))
-    assert {MOSAIC, TRITON} <= _targets(exported)
+    assert _calls(exported, MOSAIC) == _calls(exported, TRITON) == RGLRU_LAYERS  # each layer's prefill scan
     np.testing.assert_array_equal(exported.call(params, prompts, lengths, jax.random.PRNGKey(1)),
                                   decode(params, prompts, lengths, jax.random.PRNGKey(1)))
 

@@ -72,6 +72,16 @@ def _backward_step(lin_a, lin_x, x, keep, log_decay, h_prev, g, carry, acc, floo
     return d_lin_a, d_lin_x, dh * mi, a * dh, acc + d_log_a * r
 
 
+def _backward_row(inputs, grads, dec, floor, t, h_prev, carry, acc):
+    """Step t of a backward kernel: read row t of (lin_a, lin_x, x, keep, g), write row t of
+    (d lin_a, d lin_x, dx); the carried a_t dh_t and decay-gradient sum."""
+    la, lx, x, keep, g = (ref[t] for ref in inputs)
+    *out, carry, acc = _backward_step(la, lx, x, keep, dec, h_prev, g, carry, acc, floor)
+    for ref, value in zip(grads, out):
+        ref[t] = value.astype(ref.dtype)
+    return carry, acc
+
+
 # ---- TPU: grid (channel blocks, time chunks); time runs backward in the backward kernel
 
 def _tpu_forward(la_ref, lx_ref, x_ref, keep_ref, dec_ref, h0_ref, h_ref, state_ref, *, chunk):
@@ -103,11 +113,8 @@ def _tpu_backward(la_ref, lx_ref, x_ref, keep_ref, dec_ref, h_ref, before_ref, h
 
     dec = dec_ref[...]
 
-    def row(t, h_prev, carry, acc):
-        dla, dlx, dx, carry, acc = _backward_step(la_ref[t], lx_ref[t], x_ref[t], keep_ref[t], dec, h_prev,
-                                                  g_ref[t], carry, acc, floor)
-        dla_ref[t], dlx_ref[t], dx_ref[t] = dla.astype(dla_ref.dtype), dlx.astype(dlx_ref.dtype), dx.astype(dx_ref.dtype)
-        return carry, acc
+    row = functools.partial(_backward_row, (la_ref, lx_ref, x_ref, keep_ref, g_ref), (dla_ref, dlx_ref, dx_ref),
+                            dec, floor)
 
     def step(i, c):
         t = chunk - 1 - i
@@ -165,11 +172,8 @@ def _gpu_backward(la_ref, lx_ref, x_ref, keep_ref, dec_ref, h_ref, h0_ref, g_ref
                   dla_ref, dlx_ref, dx_ref, ddec_ref, dh0_ref, *, length, floor):
     dec = dec_ref[...]
 
-    def row(t, h_prev, carry, acc):
-        dla, dlx, dx, carry, acc = _backward_step(la_ref[t], lx_ref[t], x_ref[t], keep_ref[t], dec, h_prev,
-                                                  g_ref[t], carry, acc, floor)
-        dla_ref[t], dlx_ref[t], dx_ref[t] = dla.astype(dla_ref.dtype), dlx.astype(dlx_ref.dtype), dx.astype(dx_ref.dtype)
-        return carry, acc
+    row = functools.partial(_backward_row, (la_ref, lx_ref, x_ref, keep_ref, g_ref), (dla_ref, dlx_ref, dx_ref),
+                            dec, floor)
 
     zeros = jnp.zeros(dec.shape, F32)
     carry, acc = jax.lax.fori_loop(0, length - 1, lambda i, c: row(length - 1 - i, h_ref[length - 2 - i], *c),

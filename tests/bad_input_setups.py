@@ -29,6 +29,8 @@ class Case:
     """A regex the lines before the error may match (visible warnings, e.g. runs excluded)."""
     env: dict[str, str | None] | None = None
     """Environment for the case (None: unset); {port} is a closed port on 127.0.0.1, shown as PORT."""
+    child: bool = False
+    """Run in a child process (sweeps that start Ray): its real stderr, a timeout for a hang."""
 
 
 def _write(path: pathlib.Path, data: bytes | str) -> None:

@@ -8,7 +8,6 @@ docs/bad_input.md for these cases are checked at the end (`test_the_doc_lists_th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -21,6 +20,8 @@ from typing import Callable
 
 import pytest
 
+from bad_input_setups import Case
+
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "bad_input.md"
 TRAIN = "griffin-train"
 SWEEP = "griffin-sweep"
@@ -32,18 +33,6 @@ SMOKE = ["experiment=smoke_cpu", "family=hawk", "size=cpu-30k", "trainer.budget.
 CLOSED = {"AWS_ENDPOINT_URL": "http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
           "AWS_EC2_METADATA_DISABLED": "true"}
 """A bucket endpoint on a closed port of 127.0.0.1, fake credentials."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    command: str
-    args: list[str]
-    expect: str
-    """A regex the one stderr line must match."""
-    setup: Callable[[pathlib.Path], None] | None = None
-    env: dict[str, str] | None = None
-    child: bool = False
-    """Run in a child process (sweeps that start Ray): its real stderr, a timeout for a hang."""
 
 
 def _store_with(damage: str) -> Callable[[pathlib.Path], None]:

@@ -221,5 +221,9 @@ def reuses_workers(launcher: dict[str, Any]) -> bool:
 
 
 def _default_cache(plan: Plan) -> str | None:
+    """The cache the environment names (JAX_COMPILATION_CACHE_DIR, as for any JAX program),
+    else <root>/jax-cache for a local store, else none."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
     root = plan.store.root
     return None if is_url(root) else os.path.abspath(os.path.join(root, "jax-cache"))

@@ -17,12 +17,17 @@ _CACHE = pathlib.Path(__file__).resolve().parent.parent / ".cache" / "jax-tests"
 # Subprocesses and Ray workers import the tests' own helpers (faults.py: fault injection).
 _TESTS = str(pathlib.Path(__file__).resolve().parent)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_TESTS, os.environ.get("PYTHONPATH")) if p)
+# The same cache for every process the tests start (griffin-train, sweep workers, mesh checks):
+# most compile the same tiny programs, and a tiny run spends two thirds of its time compiling.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 def pytest_configure(config):
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     if os.environ["JAX_PLATFORMS"] != "cpu":

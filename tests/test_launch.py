@@ -23,7 +23,7 @@ from sweep_helpers import TINY, args, driver as _driver, ray_cluster, wait_for a
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    yield from ray_cluster(1, str(tmp_path_factory.mktemp("jax-cache")))
+    yield from ray_cluster(1, os.environ["JAX_COMPILATION_CACHE_DIR"])  # the suite's (conftest.py)
 
 
 def claims(store: RunStore, run_id: str) -> int:
@@ -187,7 +187,9 @@ def test_two_drivers_run_each_point_once(cluster, tmp_path):
 def test_node_lost_mid_sweep_is_retried_elsewhere(cluster, tmp_path):
     node = cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
     cluster.wait_for_nodes()
-    faults.write(tmp_path, step_sleep=0.1)  # 40 steps of ~0.1 s: time to pull the node
+    # 40 steps of ~0.3 s: the run on the new node starts a worker process (seconds) while the
+    # other, on a warm worker with cached programs, is already training; both must overlap.
+    faults.write(tmp_path, step_sleep=0.3)
     driver = _driver(cluster, tmp_path, "trainer.seed=0,1", "trainer.budget.value=40", "trainer.checkpoint_every=5")
     store = RunStore(tmp_path)
     progressing = lambda: [r for r in store.list_runs() if store.status(r).state == "RUNNING"  # noqa: E731

@@ -20,14 +20,11 @@ from typing import Callable
 
 import pytest
 
-from bad_input_setups import Case
+from bad_input_setups import TINY, Case  # griffin-train's cases pass TINY first (as test_bad_input.py does)
 
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "bad_input.md"
 TRAIN = "griffin-train"
 SWEEP = "griffin-sweep"
-TINY = ["family=hawk", "size=cpu-30k", "data.seq_len=16", "trainer.batch_size=4", "trainer.budget.rule=steps",
-        "trainer.budget.value=4", "logger.wandb.mode=disabled", "--quiet"]
-"""griffin-train's cases pass these first (as tests/test_bad_input.py does)."""
 SMOKE = ["experiment=smoke_cpu", "family=hawk", "size=cpu-30k", "trainer.budget.value=4", "store.root={dir}/store",
          "logger.wandb.mode=disabled", "--no-live"]
 CLOSED = {"AWS_ENDPOINT_URL": "http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",

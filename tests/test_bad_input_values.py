@@ -11,11 +11,9 @@ import re
 
 import pytest
 
+from bad_input_setups import TINY
 from doc_rows import Rows
 from experiments.cli import train_main
-
-TINY = ["family=hawk", "size=cpu-30k", "data.seq_len=16", "trainer.batch_size=4", "trainer.budget.rule=steps",
-        "trainer.budget.value=4", "logger.wandb.mode=disabled", "--quiet"]
 
 
 def _snapshot(folder: pathlib.Path) -> dict[str, bytes]:

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from bad_input_setups import TINY
 from doc_rows import Rows
 from experiments.cli import train_main
 from experiments.evaluate import main as eval_main
@@ -23,8 +24,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 ROWS = Rows(expected=3)
 """docs/bad_input.md rows: the cases whose line is the same on every run (which array's read
 fails first in a truncated checkpoint is not)."""
-TINY = ["family=hawk", "size=cpu-30k", "data.seq_len=16", "trainer.batch_size=4", "trainer.budget.rule=steps",
-        "trainer.budget.value=4", "logger.wandb.mode=disabled", "--quiet"]
 
 
 @pytest.fixture(scope="module")

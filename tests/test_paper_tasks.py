@@ -109,7 +109,7 @@ def store(tmp_path_factory):
     from experiments.evaluate import main as eval_main
 
     root = tmp_path_factory.mktemp("paper_tasks")
-    long_ctx = _run_grid(["experiment=long_context", "family=mqa_nope,griffin", *TINY, "trainer.budget.value=4",
+    long_ctx = _run_grid(["experiment=long_context", "family=griffin", *TINY, "trainer.budget.value=4",
                           "trainer.eval_every=2", "data.seq_len=32", "model.local_window=16",
                           "data.eval_sequences=8", "data.position_eval_factor=2", "data.position_eval_docs=4"], root)
     run_dirs = [str(root / "runs" / r.run_id) for r in long_ctx]

@@ -15,6 +15,7 @@ import time
 import faults
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from run_store import RunStore, read_metrics, read_result
 
@@ -45,8 +46,27 @@ def _final_params(store_root):
     return restored, read_result(store.run_dir(run_id)).to_json(), read_metrics(store.run_dir(run_id))
 
 
-def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
-    straight = _start(tmp_path / "a")
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """An uninterrupted run on one device, started at once and awaited by the tests that
+    compare with it (the reference for both the resumed run and the 8-device run)."""
+    root = tmp_path_factory.mktemp("straight")
+    proc = _start(root)
+    yield root, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _finished(run) -> pathlib.Path:
+    """The run's store root, once its process has ended well (awaited at most once)."""
+    root, proc = run
+    err = proc.communicate(timeout=600)[1] if proc.returncode is None else ""
+    assert proc.returncode == 0, err
+    return root
+
+
+def test_sigkill_then_resume_is_bitwise_identical(straight, tmp_path):
     # The second run stalls after step 12 (checkpoints at 5 and 10), so SIGKILL lands between
     # checkpoints; a half-written checkpoint folder is planted too, as if killed during a save.
     faults.write(tmp_path / "b", stall_after_step=12)
@@ -67,10 +87,8 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     # The dead owner's lease is stale only after the timeout; the rerun waits it out.
     resumed = _start(tmp_path / "b")
     out_b, err_b = resumed.communicate(timeout=600)
-    out_a, err_a = straight.communicate(timeout=600)
-    assert straight.returncode == 0, err_a
     assert resumed.returncode == 0, err_b
-    params_a, result_a, rows_a = _final_params(tmp_path / "a")
+    params_a, result_a, rows_a = _final_params(_finished(straight))
     params_b, result_b, rows_b = _final_params(tmp_path / "b")
     assert [r["step"] for r in rows_b] == list(range(1, 17))  # cut back to step 10, then 11..16 once
     assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]
@@ -82,21 +100,16 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
         np.testing.assert_array_equal(np.asarray(flat_a[key]), np.asarray(flat_b[key]), err_msg=str(key))
 
 
-def test_one_and_eight_devices_give_the_same_losses(tmp_path):
+def test_one_and_eight_devices_give_the_same_losses(straight, tmp_path):
     """Data parallelism over 8 simulated CPU devices: per-step losses equal the single-device
     run's within 1e-5 relative (the reduction order of the gradient differs)."""
-    one = _start(tmp_path / "one", "trainer.budget.value=8")
-    eight = _start(tmp_path / "eight", "trainer.mesh.data=8", "trainer.budget.value=8",
-                   env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
-    for proc in (one, eight):
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err
-    losses = [[r["loss"] for r in read_metrics(next((tmp_path / name / "runs").iterdir()))] for name in ("one", "eight")]
-    assert len(losses[0]) == 8
+    eight = _start(tmp_path, "trainer.mesh.data=8", env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+    roots = [_finished(straight), _finished((tmp_path, eight))]
+    losses = [[r["loss"] for r in read_metrics(next((root / "runs").iterdir()))] for root in roots]
+    assert len(losses[0]) == 16
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
     # Evaluation too, including loss by position over 2 long documents padded to 8 rows.
-    results = [json.loads(next((tmp_path / name / "runs").iterdir()).joinpath("result.json").read_text())
-               for name in ("one", "eight")]
+    results = [json.loads(next((root / "runs").iterdir()).joinpath("result.json").read_text()) for root in roots]
     by_position = [r["heldout_loss_by_position"] for r in results]
     assert len(by_position[0]) == 64 and np.isfinite(by_position[0]).all()
     np.testing.assert_allclose(by_position[1], by_position[0], rtol=1e-5)

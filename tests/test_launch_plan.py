@@ -119,3 +119,24 @@ def test_a_multislice_run_is_planned_over_every_slices_chips(tmp_path):
     assert one["mesh"] == {"data": 1, "fsdp": 16, "tensor": 1} and two["mesh"] == {"data": 1, "fsdp": 32, "tensor": 1}
     assert two["hours"] == pytest.approx(one["hours"] / 2) and two["chip_hours"] == pytest.approx(one["chip_hours"])
     assert two["memory"]["params"] == pytest.approx(one["memory"]["params"] / 2)
+
+
+@pytest.mark.parametrize("setting, environment, expected", [
+    ("launcher.compile_cache={tmp}/mine", "{tmp}/env", "{tmp}/mine"),  # the launcher's setting first
+    (None, "{tmp}/env", "{tmp}/env"),  # then the one JAX itself would read
+    (None, None, "{tmp}/store/jax-cache"),  # then one beside a local store's runs
+])
+def test_the_sweeps_compilation_cache(tmp_path, monkeypatch, setting, environment, expected):
+    from launch.plan import build_plan
+    from launch.scheduler import Scheduler
+
+    fill = lambda text: text.format(tmp=tmp_path)  # noqa: E731
+    if environment:
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", fill(environment))
+    else:
+        monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    overrides = ["family=hawk", "size=cpu-30k", f"store.root={tmp_path / 'store'}", "logger.wandb.mode=disabled"]
+    plan = build_plan("cache", {}, [overrides + ([fill(setting)] if setting else [])])
+    env = Scheduler(plan).env
+    assert env["JAX_COMPILATION_CACHE_DIR"] == fill(expected)
+    assert env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"

@@ -54,6 +54,11 @@ def _store_with(damage: str) -> Callable[[pathlib.Path], None]:
     return setup
 
 
+def planned(setting: str, message: str) -> Case:
+    """A launcher `setting` on the smoke sweep's dry run, refused by the plan with `message`."""
+    return Case(SWEEP, [*SMOKE, setting, "--dry-run"], message)
+
+
 CASES: dict[str, Case] = {
     # --- store.root: the store takes a local folder, file:///abs, s3://BUCKET/..., gs://BUCKET/...
     "store root of an unknown scheme": Case(TRAIN, ["store.root=foo://x/y"],
@@ -73,23 +78,21 @@ CASES: dict[str, Case] = {
     "sweep plan on an unknown scheme": Case(SWEEP, [*SMOKE, "store.root=foo://x/y", "--dry-run"],
                                             r"foo://x/y: the run store does not support"),
     # --- launcher settings, checked by the plan (dry runs too)
-    "more cores per run than the machine has": Case(SWEEP, [*SMOKE, "launcher.cpus_per_run=100000", "--dry-run"],
-                                                    r"launcher\.cpus_per_run=100000 is more than the \d+ core"),
-    "zero cores per run": Case(SWEEP, [*SMOKE, "launcher.cpus_per_run=0", "--dry-run"],
-                               r"launcher\.cpus_per_run=0 must be a whole number of at least 1"),
-    "negative max_parallel": Case(SWEEP, [*SMOKE, "launcher.max_parallel=-1", "--dry-run"],
-                                  r"launcher\.max_parallel=-1 must be a whole number of at least 0"),
-    "negative retry budget": Case(SWEEP, [*SMOKE, "launcher.failure_retries=-1", "--dry-run"],
-                                  r"launcher\.failure_retries=-1 must be"),
-    "zero heartbeat": Case(SWEEP, [*SMOKE, "launcher.heartbeat_s=0", "--dry-run"],
-                           r"launcher\.heartbeat_s=0\.0 must be a positive number of seconds"),
-    "heartbeat not below the lease timeout": Case(SWEEP, [*SMOKE, "launcher.heartbeat_s=120", "--dry-run"],
-                                                  r"launcher\.heartbeat_s=120\.0 must be below launcher\.lease_timeout_s"),
-    "zero slices": Case(SWEEP, [*SMOKE, "launcher.num_slices=0", "--dry-run"], r"launcher\.num_slices=0 must be"),
-    "MFU above one": Case(SWEEP, [*SMOKE, "launcher.assumed_mfu=2", "--dry-run"],
-                          r"launcher\.assumed_mfu=2\.0 must be a fraction in \(0, 1\]"),
-    "malformed Ray address": Case(SWEEP, [*SMOKE, "launcher.ray_address=nohost", "--dry-run"],
-                                  r"launcher\.ray_address='nohost' is not a Ray address"),
+    "more cores per run than the machine has": planned("launcher.cpus_per_run=100000",
+                                                       r"launcher\.cpus_per_run=100000 is more than the \d+ core"),
+    "zero cores per run": planned("launcher.cpus_per_run=0",
+                                  r"launcher\.cpus_per_run=0 must be a whole number of at least 1"),
+    "negative max_parallel": planned("launcher.max_parallel=-1",
+                                     r"launcher\.max_parallel=-1 must be a whole number of at least 0"),
+    "negative retry budget": planned("launcher.failure_retries=-1", r"launcher\.failure_retries=-1 must be"),
+    "zero heartbeat": planned("launcher.heartbeat_s=0",
+                              r"launcher\.heartbeat_s=0\.0 must be a positive number of seconds"),
+    "heartbeat not below the lease timeout": planned(
+        "launcher.heartbeat_s=120", r"launcher\.heartbeat_s=120\.0 must be below launcher\.lease_timeout_s"),
+    "zero slices": planned("launcher.num_slices=0", r"launcher\.num_slices=0 must be"),
+    "MFU above one": planned("launcher.assumed_mfu=2", r"launcher\.assumed_mfu=2\.0 must be a fraction in \(0, 1\]"),
+    "malformed Ray address": planned("launcher.ray_address=nohost",
+                                     r"launcher\.ray_address='nohost' is not a Ray address"),
     "TPU topology of another size": Case(SWEEP, [*SMOKE, "launcher=tpu", "launcher.tpu_topology=2x2", "--dry-run"],
                                          r"launcher\.tpu_topology='2x2' has 4 chips, but launcher\.tpu_type='v4-16'"),
     # --- sweeps that would start: refused before Ray starts or the store is written, never a hang
